@@ -1,0 +1,4 @@
+from dmic_core.cli import main
+import sys
+
+sys.exit(main())
