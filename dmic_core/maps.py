@@ -1,0 +1,35 @@
+"""Per-CTU QP-offset maps from masks: which CTUs are foreground, and simple two-level maps.
+
+One definition of "foreground CTU" for everyone (CLI, hand-crafted maps, agents): a CTU is
+foreground in a frame when any mask voxel of that frame falls inside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dmic_core.codecs.qp import CTU_SIZE, ctu_grid_shape
+
+
+def ctu_mask_ratio(mask: np.ndarray) -> np.ndarray:
+    """Fraction of mask voxels in each CTU, ``(frames, rows, cols)``; partial CTUs use their area."""
+    mask = np.asarray(mask) > 0
+    n, h, w = mask.shape
+    rows, cols = ctu_grid_shape(h, w)
+    padded = np.zeros((n, rows * CTU_SIZE, cols * CTU_SIZE), dtype=np.float32)
+    padded[:, :h, :w] = mask
+    area = np.zeros((rows * CTU_SIZE, cols * CTU_SIZE), dtype=np.float32)
+    area[:h, :w] = 1.0
+    sums = padded.reshape(n, rows, CTU_SIZE, cols, CTU_SIZE).sum(axis=(2, 4))
+    areas = area.reshape(rows, CTU_SIZE, cols, CTU_SIZE).sum(axis=(1, 3))
+    return sums / areas[None]
+
+
+def foreground_ctus(mask: np.ndarray) -> np.ndarray:
+    """Boolean ``(frames, rows, cols)``: the CTU holds mask in that frame."""
+    return ctu_mask_ratio(mask) > 0
+
+
+def mask_ctu_dqp(mask: np.ndarray, fg_dqp: int, bg_dqp: int) -> np.ndarray:
+    """Two-level map: ``fg_dqp`` on foreground CTUs, ``bg_dqp`` elsewhere."""
+    return np.where(foreground_ctus(mask), np.int32(fg_dqp), np.int32(bg_dqp)).astype(np.int32)
