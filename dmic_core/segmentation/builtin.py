@@ -1,0 +1,131 @@
+"""The shipped coronary-artery segmenter: :class:`~dmic_core.segmentation.unet.UNet25D` weights
+trained on this project's synthetic CCTA phantoms (``assets/segmenter_unet.pt``, model card
+``assets/segmenter_unet.md``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dmic_core.errors import DmicInputError
+from dmic_core.segmentation._inference import collect, run_slices, torch_threads
+from dmic_core.segmentation.base import DEFAULT_THRESHOLD, Segmenter, as_hu_array
+from dmic_core.segmentation.unet import HU_WINDOW, UNet25D, fuse_conv_bn, normalize_hu
+from dmic_core.volume import Volume
+
+#: File name of the shipped weights under ``assets/``.
+WEIGHTS_NAME = "segmenter_unet.pt"
+#: Checkpoint format written by :func:`save_weights` and training.
+FORMAT = "dmic-segmenter-unet/1"
+
+
+def default_weights_path() -> Path:
+    """``assets/segmenter_unet.pt`` (raises ``FileNotFoundError`` with the reproduce hint)."""
+    from dmic_core.assets import asset_path
+
+    return asset_path(WEIGHTS_NAME)
+
+
+def save_weights(net: UNet25D, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """Write ``{"format", "config", "state_dict", "meta"}`` (loadable with ``weights_only``)."""
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    payload = {"format": FORMAT, "config": net.config(), "state_dict": state,
+               "meta": {"hu_window": list(HU_WINDOW), **(meta or {})}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_weights(path: str | Path) -> tuple[UNet25D, dict[str, Any]]:
+    """Rebuild the network from a :func:`save_weights` file (or a training checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DmicInputError("segmenter weights not found", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad input
+        raise DmicInputError(f"not a DMIC segmenter weights file ({exc.__class__.__name__})", path) from exc
+    if isinstance(payload, dict) and "model" in payload and "format" not in payload:
+        payload = payload["model"]  # a training checkpoint: {"model": weights payload, ...}
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DmicInputError(f"not a DMIC segmenter weights file (expected format {FORMAT})", path)
+    net = UNet25D(**payload["config"])
+    net.load_state_dict(payload["state_dict"])
+    meta = dict(payload.get("meta", {}))
+    if tuple(meta.get("hu_window", HU_WINDOW)) != tuple(HU_WINDOW):
+        raise DmicInputError(f"weights were trained with HU window {meta['hu_window']}, this code "
+                             f"normalises with {list(HU_WINDOW)}", path)
+    return net.eval(), meta
+
+
+class UNetSegmenter(Segmenter):
+    """The built-in 2.5-D U-Net segmenter.
+
+    Args:
+        weights: weights file (default: the shipped ``assets/segmenter_unet.pt``), or an
+            already-built network.
+        batch_size: frames per forward pass; memory grows linearly with it.
+        threads: intra-op CPU threads (default: all cores this process may use).
+        resample: ``"auto"`` zooms frames in-plane to the training pixel size when the volume's
+            pixel size differs from it by more than 25 % (masks still come back on the input
+            grid); ``False`` never resamples.
+        threshold: probability cut for :meth:`segment`.
+    """
+
+    name = "builtin-unet"
+
+    def __init__(self, weights: str | Path | UNet25D | None = None, *, batch_size: int = 8,
+                 threads: int | None = None, resample: str | bool = "auto",
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if resample not in ("auto", False):
+            raise ValueError(f"resample must be 'auto' or False, got {resample!r}")
+        if isinstance(weights, UNet25D):
+            net, self.meta = copy.deepcopy(weights), {}
+            self.weights_path: Path | None = None
+        else:
+            self.weights_path = Path(weights) if weights is not None else default_weights_path()
+            net, self.meta = load_weights(self.weights_path)
+        self.in_slices = net.in_slices
+        self.size_multiple = net.size_multiple
+        self.net = fuse_conv_bn(net.eval()).to(memory_format=torch.channels_last)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self.resample = resample
+        self.threshold = float(threshold)
+        self.train_spacing = self.meta.get("spacing_mm")
+
+    def zoom_for(self, volume: Volume | np.ndarray) -> float:
+        """In-plane zoom applied before the network (1.0: none)."""
+        if self.resample != "auto" or not isinstance(volume, Volume) or not self.train_spacing:
+            return 1.0
+        pixel = float(np.sqrt(volume.spacing[1] * volume.spacing[2]))
+        ratio = pixel / float(self.train_spacing)
+        return ratio if (ratio > 1.25 or ratio < 0.8) else 1.0
+
+    def _run(self, volume: Volume | np.ndarray, kind: str) -> np.ndarray:
+        hu = as_hu_array(volume)
+        out, emit = collect(hu.shape, kind, self.threshold)
+        with torch_threads(self.threads), torch.inference_mode():
+            run_slices(hu, self.net, in_slices=self.in_slices, size_multiple=self.size_multiple,
+                       batch_size=self.batch_size, prep=normalize_hu, emit=emit,
+                       zoom=self.zoom_for(volume))
+        return out
+
+    def probabilities(self, volume: Volume | np.ndarray) -> np.ndarray:
+        return self._run(volume, "prob")
+
+    def segment(self, volume: Volume | np.ndarray) -> np.ndarray:
+        return self._run(volume, "mask")

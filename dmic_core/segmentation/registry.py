@@ -1,0 +1,75 @@
+"""Pick a segmenter by name or file: ``"builtin"``, ``"gt"`` or a path to a model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dmic_core.errors import DmicInputError
+from dmic_core.segmentation.base import Segmenter
+from dmic_core.volume import Volume
+
+#: Named segmenters: name -> factory(label) (the label is only used by "gt").
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {}
+
+
+def register_segmenter(name: str) -> Callable[[Callable[..., Segmenter]], Callable[..., Segmenter]]:
+    def decorator(factory: Callable[..., Segmenter]) -> Callable[..., Segmenter]:
+        SEGMENTERS[name] = factory
+        return factory
+
+    return decorator
+
+
+@register_segmenter("builtin")
+def _builtin(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
+    from dmic_core.segmentation.builtin import UNetSegmenter
+
+    return UNetSegmenter(**kwargs)
+
+
+@register_segmenter("gt")
+def _ground_truth(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
+    from dmic_core.segmentation.ground_truth import GroundTruthSegmenter
+
+    if label is None:
+        raise DmicInputError("the 'gt' segmenter needs the reference label")
+    return GroundTruthSegmenter(label)
+
+
+def load_segmenter(spec: str | Path = "builtin", *, label: np.ndarray | Volume | None = None,
+                   **kwargs) -> Segmenter:
+    """A segmenter for ``spec``.
+
+    Args:
+        spec: ``"builtin"`` (shipped U-Net), ``"gt"`` (passes ``label`` through) or a path to a
+            model file: a TorchScript ``.pt`` (see :mod:`dmic_core.segmentation.torchscript`) or
+            DMIC U-Net weights written by ``dmic segment-train``.
+        label: reference mask, required for ``"gt"``.
+        kwargs: passed to the segmenter (e.g. ``batch_size``, ``threads``).
+    """
+    key = str(spec)
+    if key in SEGMENTERS:
+        return SEGMENTERS[key](label=label, **kwargs)
+    path = Path(key)
+    if not path.is_file():
+        raise DmicInputError(f"unknown segmenter {key!r}: use one of {sorted(SEGMENTERS)} or a "
+                             f"path to a TorchScript/weights file")
+    import zipfile
+
+    from dmic_core.segmentation.builtin import FORMAT, UNetSegmenter
+    from dmic_core.segmentation.torchscript import TorchScriptSegmenter
+
+    # TorchScript archives hold code/ and constants.pkl; plain torch.save files do not.
+    is_script = False
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            is_script = any(n.split("/", 1)[-1].startswith("code/") for n in zf.namelist())
+    if is_script:
+        return TorchScriptSegmenter(path, **kwargs)
+    try:
+        return UNetSegmenter(path, **kwargs)
+    except DmicInputError as exc:
+        raise DmicInputError(f"neither a TorchScript model nor {FORMAT} weights ({exc})", path) from exc
