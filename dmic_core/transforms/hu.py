@@ -1,0 +1,153 @@
+"""Hounsfield units <-> codec samples, and frame padding for the codec's size rules.
+
+A :class:`SampleMapping` is a uniform quantiser of a half-open HU window ``[lo, hi)`` onto the
+``2**bit_depth`` levels of the video samples. At 12 bits the default window is the whole 16-bit
+CT range, one HU per level, so coding is lossless up to the codec's own loss; at 8 and 10 bits
+the default is the paper's 1024-HU CCTA window. ``window_hu`` is what
+:func:`dmic_core.codecs.qp.qp_shift` needs to keep paper QPs meaning the same HU step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+
+from dmic_core.volume import HU_MAX, HU_MIN
+
+#: Bit depths the codecs are driven at.
+BIT_DEPTHS = (8, 10, 12)
+#: Full CT range as a half-open window: 4096 HU, one level each at 12 bits.
+FULL_WINDOW = (float(HU_MIN), float(HU_MAX + 1))
+#: The paper's 1024-HU CCTA window (4 HU per 8-bit level), used by default below 12 bits.
+CCTA_WINDOW = (-200.0, 824.0)
+
+_INT16 = np.iinfo(np.int16)
+
+
+@dataclass(frozen=True)
+class SampleMapping:
+    """Uniform HU window -> ``bit_depth`` samples and back.
+
+    Attributes:
+        bit_depth: 8, 10 or 12.
+        window: ``(lo, hi)`` in HU, half-open; ``None`` picks the default for the bit depth.
+    """
+
+    bit_depth: int = 12
+    window: tuple[float, float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.bit_depth not in BIT_DEPTHS:
+            raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {self.bit_depth}")
+        window = self.window
+        if window is None:
+            window = FULL_WINDOW if self.bit_depth == 12 else CCTA_WINDOW
+        lo, hi = (float(w) for w in window)
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            raise ValueError(f"window must be finite with hi > lo, got {window}")
+        object.__setattr__(self, "window", (lo, hi))
+
+    @property
+    def levels(self) -> int:
+        return 1 << self.bit_depth
+
+    @property
+    def window_hu(self) -> float:
+        """Window width ``hi - lo`` in HU (the input of ``qp_shift``)."""
+        lo, hi = self.window  # type: ignore[misc]
+        return hi - lo
+
+    @property
+    def hu_per_level(self) -> float:
+        return self.window_hu / self.levels
+
+    def to_samples(self, hu: np.ndarray) -> np.ndarray:
+        """uint16 samples: ``floor((hu - lo) / hu_per_level)`` clipped to ``0 .. levels-1``.
+
+        At 12 bits with the default window this is exactly ``clip(hu, -1024, 3071) + 1024``.
+        """
+        lo, _hi = self.window  # type: ignore[misc]
+        scaled = np.floor((np.asarray(hu, dtype=np.float64) - lo) * (self.levels / self.window_hu))
+        return np.clip(scaled, 0, self.levels - 1).astype(np.uint16)
+
+    def to_hu(self, samples: np.ndarray) -> np.ndarray:
+        """int16 HU of each level: the mean integer HU it covers, rounded half up.
+
+        The exact inverse of :meth:`to_samples` wherever one level is one HU (12 bits default);
+        otherwise off by at most half a level for HU inside the window.
+        """
+        lo, _hi = self.window  # type: ignore[misc]
+        s = np.asarray(samples, dtype=np.float64)
+        # mean integer HU of the level is lo + (s + 0.5) * step - 0.5; + 0.5 and floor rounds it half up
+        hu = np.floor(lo + (s + 0.5) * self.hu_per_level)
+        return np.clip(hu, _INT16.min, _INT16.max).astype(np.int16)
+
+    def clipped_fraction(self, hu: np.ndarray) -> float:
+        """Fraction of voxels outside the window (their HU cannot survive coding)."""
+        lo, hi = self.window  # type: ignore[misc]
+        hu = np.asarray(hu)
+        if hu.size == 0:
+            return 0.0
+        return float(np.count_nonzero((hu < lo) | (hu >= hi)) / hu.size)
+
+
+def pad_frames(frames: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """Pad ``(N, H, W)`` frames at the bottom/right to multiples of ``multiple`` by edge replication.
+
+    Replicated edges cost almost no bits and, unlike zeros, add no artificial edge.
+    """
+    if frames.ndim != 3:
+        raise ValueError(f"need (frames, height, width), got shape {frames.shape}")
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    _n, h, w = frames.shape
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
+
+
+def crop_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Undo :func:`pad_frames`: the top-left ``(H, W)`` of every frame."""
+    h, w = size
+    if frames.ndim != 3 or frames.shape[1] < h or frames.shape[2] < w:
+        raise ValueError(f"cannot crop frames of shape {frames.shape} to {size}")
+    return frames[:, :h, :w]
+
+
+class ToSamplesd:
+    """Dict transform (MONAI style): map HU arrays under ``keys`` to codec samples."""
+
+    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping, pad_multiple: int | None = 8) -> None:
+        self.keys = tuple(keys)
+        self.mapping = mapping
+        self.pad_multiple = pad_multiple
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.keys:
+            samples = self.mapping.to_samples(d[key])
+            d[key] = samples if self.pad_multiple is None else pad_frames(samples, self.pad_multiple)
+        return d
+
+
+class ToHUd:
+    """Dict transform: decoded samples under ``keys`` back to HU, cropped to ``size``."""
+
+    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping, size: tuple[int, int] | None = None) -> None:
+        self.keys = tuple(keys)
+        self.mapping = mapping
+        self.size = size
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.keys:
+            samples = d[key] if self.size is None else crop_frames(d[key], self.size)
+            d[key] = self.mapping.to_hu(samples)
+        return d
+
+
+__all__ = ["BIT_DEPTHS", "CCTA_WINDOW", "FULL_WINDOW", "SampleMapping", "ToHUd", "ToSamplesd",
+           "crop_frames", "pad_frames"]
