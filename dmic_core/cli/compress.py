@@ -1,0 +1,54 @@
+"""``dmic compress``: one volume, one method at one setting (DMIC: lambda), with task accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmic_core.cli.common import parse_slices, print_json
+from dmic_core.evaluation import make_reference
+from dmic_core.io import load_label, load_volume
+from dmic_core.pipeline import TASK_CODING, CodingSetup
+from dmic_core.segmentation import load_segmenter
+from dmic_core.sweep import METHOD_NAMES, Case, PointSpec, run_point
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compress", help="code a volume with DMIC (or a baseline) and score it")
+    parser.add_argument("input", help="CT volume")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--method", default="dmic", choices=METHOD_NAMES)
+    parser.add_argument("--lambda", dest="lam", type=float, default=10.0,
+                        help="DMIC trade-off weight 0..100 (higher keeps more accuracy)")
+    parser.add_argument("--qp", type=float, default=27, help="base QP / QP_I for non-DMIC methods")
+    parser.add_argument("--label", help="ground-truth label: accuracy is measured against it")
+    parser.add_argument("--mask", help="region to protect instead of the model's segmentation of the input")
+    parser.add_argument("--segmenter", default="builtin", help="builtin, gt (needs --label) or a TorchScript .pt")
+    parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
+    parser.add_argument("--slices", default=None, metavar="A:B")
+    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=[8, 10, 12])
+    parser.add_argument("--preset", default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    volume = load_volume(args.input)
+    label = load_label(args.label, like=volume) if args.label else None
+    roi = load_label(args.mask, like=volume) if args.mask else None
+    start, stop = parse_slices(args.slices, volume.n_frames, args.input)
+    if (start, stop) != (0, volume.n_frames):
+        volume = volume.slab(start, stop)
+        label = None if label is None else label[start:stop]
+        roi = None if roi is None else roi[start:stop]
+    segmenter = load_segmenter("gt", label=label) if args.segmenter == "gt" else load_segmenter(args.segmenter)
+    reference = make_reference(segmenter, volume, label)
+    if roi is not None:
+        reference.roi = roi
+    case = Case(volume, label, segmenter, reference, Path(args.input).name)
+    window = TASK_CODING.window if args.bit_depth == TASK_CODING.bit_depth else None
+    setup = CodingSetup(preset=args.preset, bit_depth=args.bit_depth, window=window)
+    setting = args.lam if args.method == "dmic" else args.qp
+    options = {"agents": args.agents} if args.method == "dmic" and args.agents else {}
+    result = run_point(case, PointSpec(args.method, setting), setup=setup, out_dir=args.out, **options)
+    print_json({**result.row(), "qp_i": None if result.paper_frame_qps is None else result.paper_frame_qps[0],
+                "out": str(args.out)})
+    return 0

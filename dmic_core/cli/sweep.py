@@ -1,0 +1,62 @@
+"""``dmic sweep``: rate-vs-accuracy points of several methods, BD against HEVC, a plotly figure."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dmic_core.cli.common import parse_slices, print_json
+from dmic_core.io import load_volume
+from dmic_core.pipeline import TASK_CODING, CodingSetup
+from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES, bd_table, default_specs, run_sweep, write_sweep
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="rate-vs-mIoU sweep of several methods with BD table")
+    parser.add_argument("input", help="CT volume")
+    parser.add_argument("--label", help="ground-truth label (else the segmentation of the original is the reference)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--methods", default="hevc,dmic", help=f"comma list of {','.join(METHOD_NAMES)}")
+    parser.add_argument("--qps", type=_floats, default=list(DEFAULT_QPS), help="base QPs / QP_I values")
+    parser.add_argument("--lambdas", type=_floats, default=list(DEFAULT_LAMBDAS), help="DMIC lambdas")
+    parser.add_argument("--slices", default=None, metavar="A:B")
+    parser.add_argument("--segmenter", default="builtin")
+    parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
+    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=[8, 10, 12])
+    parser.add_argument("--preset", default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHOD_NAMES))
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    n_frames = load_volume(args.input).n_frames
+    slices = parse_slices(args.slices, n_frames, args.input)
+    window = TASK_CODING.window if args.bit_depth == TASK_CODING.bit_depth else None
+    setup = CodingSetup(preset=args.preset, bit_depth=args.bit_depth, window=window)
+    specs = default_specs(methods, args.qps, args.lambdas)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(specs), desc="sweep points", unit="pt", file=sys.stderr)
+
+    def on_point(result, done, total):
+        bar.set_postfix_str(f"{result.method}@{result.setting:g}: {result.bpp:.4f} bpp, mIoU {result.miou:.4f}")
+        bar.update(1)
+
+    points = run_sweep(args.input, args.label, specs, setup=setup, segmenter=args.segmenter, slices=slices,
+                       workers=args.workers, agents=args.agents, on_point=on_point)
+    bar.close()
+    meta = {"input": str(args.input), "label": args.label, "slices": list(slices),
+            "bit_depth": setup.bit_depth, "segmenter": args.segmenter}
+    paths = write_sweep(args.out, points, meta)
+    table = bd_table(points)
+    print_json({"outputs": {k: str(v) for k, v in paths.items()},
+                "bd": table.to_dict(orient="records") if not table.empty else []})
+    return 0
