@@ -1,0 +1,53 @@
+"""Training settings and the seed split of the shipped segmenter (no torch import: the CLI reads it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from dmic_core.segmentation.unet import UNet25D
+
+#: Seed ranges of the shipped model (disjoint from the seeds agents and tests elsewhere use).
+TRAIN_SEEDS = range(1000, 1030)
+VAL_SEEDS = range(2000, 2005)
+TEST_SEEDS = range(3000, 3010)
+
+#: Where generated training phantoms are cached (git-ignored).
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "work_dirs" / "cache" / "phantoms"
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in checkpoints and the weights' meta)."""
+
+    train_seeds: Sequence[int] = tuple(TRAIN_SEEDS)
+    val_seeds: Sequence[int] = tuple(VAL_SEEDS)
+    data_dir: str | None = None  # ImageCAS-layout folder instead of phantoms
+    val_fraction: float = 0.15  # share of ImageCAS pairs held out for validation
+    size: int = 512
+    n_slices: int | None = None
+    in_slices: int = 3
+    channels: Sequence[int] = (16, 32, 64, 64)
+    stem_factor: int = 2
+    steps: int = 4000
+    batch_size: int = 12
+    patch: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    vessel_fraction: float = 0.5
+    hard_negative_fraction: float = 0.25
+    zoom_range: tuple[float, float] = (0.8, 1.25)
+    noise_hu: float = 20.0
+    blur_prob: float = 0.25
+    blur_sigma: tuple[float, float] = (0.3, 0.9)
+    seed: int = 0
+    checkpoint_every: int = 200
+    val_every: int = 500
+    threads: int | None = None
+    cache_dir: str = str(DEFAULT_CACHE)
+
+    def net(self) -> "UNet25D":
+        from dmic_core.segmentation.unet import UNet25D
+
+        return UNet25D(self.in_slices, tuple(self.channels), self.stem_factor)
