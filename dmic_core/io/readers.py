@@ -97,14 +97,16 @@ class NiftiReader(ImageReader):
         shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
         _check_scalar_dtype(img.get_data_dtype(), path)
         data = _guarded_read(lambda: np.asanyarray(img.dataobj), path)
-        slope, inter = img.header.get_slope_inter()
+        # nibabel moves scl_slope/scl_inter from the header into the array proxy on load
+        slope = float(getattr(img.dataobj, "slope", 1.0))
+        inter = float(getattr(img.dataobj, "inter", 0.0))
         meta: dict[str, Any] = {
             "stored_dtype": str(img.get_data_dtype()),
             "qform_code": int(img.header["qform_code"]),
             "sform_code": int(img.header["sform_code"]),
         }
-        if slope is not None and (slope != 1 or (inter or 0) != 0):
-            meta["rescale"] = [float(slope), float(inter or 0.0)]
+        if slope != 1.0 or inter != 0.0:
+            meta["rescale"] = [slope, inter]
         return RawImage(data.reshape(shape), np.asarray(img.affine, dtype=np.float64), self.format, meta)
 
 
