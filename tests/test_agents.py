@@ -1,0 +1,199 @@
+"""Agents: action spaces, policy structure and sizes, tuning strategies, hand-crafted maps, decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dmic_core.agents.dmic import DMICAgents
+from dmic_core.agents.features import clip_state, ctu_observation
+from dmic_core.agents.handcrafted import HANDCRAFTED, handcrafted_offsets, offset_curve
+from dmic_core.agents.policies import count_parameters
+from dmic_core.agents.spaces import EXTENDED, PAPER, get_space
+from dmic_core.agents.strategies import STRATEGIES, apply_strategy, param_groups
+from dmic_core.codecs.qp import dmic_frame_qps
+from dmic_core.maps import foreground_ctus
+
+
+@pytest.fixture(scope="module")
+def agents() -> DMICAgents:
+    torch.manual_seed(0)
+    return DMICAgents(PAPER).eval()
+
+
+def _clip(n=5, h=200, w=136, seed=0):
+    rng = np.random.default_rng(seed)
+    hu = rng.integers(-1000, 1200, (n, h, w)).astype(np.int16)
+    mask = np.zeros((n, h, w), np.uint8)
+    mask[:, 70:74, 10:120] = 1
+    mask[2, 150:152, 3:5] = 1
+    return hu, mask
+
+
+# ---------------------------------------------------------------------------------- spaces
+def test_paper_space_is_the_papers():
+    assert PAPER.qp_i == tuple(range(14, 38))
+    assert PAPER.fg_offsets == (-2, 0, 2) and PAPER.bg_offsets == (2, 4, 6, 8)
+    assert PAPER.offsets == (-2, 0, 2, 4, 6, 8)
+    np.testing.assert_array_equal(PAPER.frame_qps(22, 10), dmic_frame_qps(22, 10))
+    table = PAPER.valid_offset_table()
+    assert table[1].tolist() == [True, True, True, False, False, False]   # foreground
+    assert table[0].tolist() == [False, False, True, True, True, True]    # background
+    assert PAPER.reachable_qps() == tuple(range(12, 52))
+    assert get_space("paper") is PAPER
+
+
+def test_extended_space_contains_paper():
+    assert set(PAPER.qp_i) < set(EXTENDED.qp_i)
+    assert set(PAPER.offsets) < set(EXTENDED.offsets)
+    assert max(EXTENDED.bg_offsets) >= 16
+    with pytest.raises(ValueError):
+        get_space("nope")
+
+
+def test_offset_projection_and_clipping():
+    fg = np.array([True, True, False, False])
+    out = PAPER.project_offsets(np.array([5.0, -7.0, -3.0, 100.0]), fg)
+    assert out.tolist() == [2, -2, 2, 8]
+    assert PAPER.is_valid_offset_map(out, fg)
+    assert not PAPER.is_valid_offset_map(np.array([4, 0, 2, 2]), fg)
+    qmap = PAPER.qp_map(37, np.full((9, 1, 1), 8))
+    assert qmap.max() == 51 and PAPER.clipped_offsets(37, np.full((9, 1, 1), 8)).min() >= 0
+    with pytest.raises(ValueError):
+        PAPER.ctu_action_of(np.array([3]))
+
+
+# -------------------------------------------------------------------------------- policies
+def test_parameter_counts_keep_paper_proportions(agents):
+    for agent in (agents.frame, agents.ctu):
+        c = count_parameters(agent)
+        assert c["fc"] == 918_016                       # Linear(3585 -> 256), as the paper's FC
+        assert agent.fe.features_dim == 3584
+        bodies = sum(p.numel() for h in (agent.a2c.actor, agent.a2c.critic) for p in h.body.parameters())
+        assert bodies == 28_784                          # the paper's A2C count
+        assert 100_000 <= c["fe"] <= 130_000             # paper FE: 112,192
+        assert 0.02 <= c["a2c"] / c["total"] <= 0.035    # paper: 2.7%
+        assert c["total"] == c["fe"] + c["fc"] + c["a2c"]
+
+
+def test_adapters_sizes_and_identity_at_insertion(agents):
+    a = DMICAgents(PAPER)
+    hu, mask = _clip()
+    before = a.decide(hu, mask, 5.0)
+    for kind in ("fc", "actor", "critic"):
+        a.ctu.add_adapter(kind)
+        a.frame.add_adapter(kind)
+    c = count_parameters(a.ctu)
+    assert c["adapter.fc"] == 131_584                    # two Linear(256, 256), as the paper's AdapterV1
+    assert c["adapter.actor"] == c["adapter.critic"] < 6_000
+    after = a.decide(hu, mask, 5.0)
+    assert after.qp_i == before.qp_i
+    np.testing.assert_array_equal(after.offsets, before.offsets)
+
+
+def test_decision_shapes_and_valid_actions(agents):
+    hu, mask = _clip()
+    for det in (True, False):
+        d = agents.decide(hu, mask, 10.0, deterministic=det, generator=torch.Generator().manual_seed(1))
+        assert d.offsets.shape == d.qp_map.shape == d.foreground.shape == (5, 4, 3)
+        assert d.qp_i in PAPER.qp_i
+        np.testing.assert_array_equal(d.foreground, foreground_ctus(mask))
+        assert PAPER.is_valid_offset_map(d.offsets, d.foreground)
+        np.testing.assert_array_equal(d.qp_map, PAPER.qp_map(d.qp_i, d.offsets))
+    d = agents.decide(hu, mask, 10.0, qp_i=30)
+    assert d.qp_i == 30 and d.frame_qps.tolist() == dmic_frame_qps(30, 5).tolist()
+
+
+def test_invalid_ctu_actions_are_masked(agents):
+    hu, mask = _clip()
+    _, base = clip_state(hu, mask)
+    obs = ctu_observation(base, dmic_frame_qps(22, 5), 3.0)
+    with torch.no_grad():
+        logits, value = agents.ctu(obs.planes, obs.context, agents.ctu_action_mask(obs.foreground))
+    assert logits.shape == (5 * 4 * 3, PAPER.n_ctu_actions) and value.shape == (5 * 4 * 3,)
+    valid = torch.as_tensor(PAPER.ctu_action_mask(obs.foreground.numpy()))
+    assert torch.isinf(logits[~valid]).all() and torch.isfinite(logits[valid]).all()
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    a = DMICAgents(EXTENDED)
+    a.ctu.add_adapter("fc")
+    a.save(tmp_path / "a.pt", meta={"note": "x"})
+    b = DMICAgents.load(tmp_path / "a.pt")
+    assert b.space == EXTENDED and b.ctu.adapter_kinds() == ["fc"] and b.meta["note"] == "x"
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2
+        torch.testing.assert_close(v2, v.half().float())
+    assert (tmp_path / "a.pt").stat().st_size < 5_000_000
+
+
+# ------------------------------------------------------------------------------ strategies
+EXPECTED_TRAINABLE = {
+    "pretrained": set(), "a2c": {"a2c"}, "a2c_fc": {"a2c", "fc"}, "full": {"fe", "fc", "a2c"},
+    "adapterv1": {"adapters.fc"}, "adapterv1_a2c": {"adapters.fc", "a2c"},
+    "adapter": {"adapters.actor", "adapters.critic"}, "adapter_critic": {"adapters.actor", "a2c.critic"},
+}
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_training_step_changes_only_trainable(name):
+    torch.manual_seed(0)
+    a = DMICAgents(PAPER)
+    groups = param_groups(a.frame, a.ctu, name, lr_frame=1e-2, lr_ctu=1e-2)
+    for agent in (a.frame, a.ctu):
+        trainable = {k for k, p in agent.named_parameters() if p.requires_grad}
+        expected = {k for k, _ in agent.named_parameters()
+                    if any(k.startswith(prefix + ".") for prefix in EXPECTED_TRAINABLE[name])}
+        assert trainable == expected
+    if name == "pretrained":
+        assert groups == []
+        return
+    assert [g["lr"] for g in groups] == [1e-2, 1e-2] and [g["name"] for g in groups] == ["frame", "ctu"]
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    opt = torch.optim.Adam(groups)
+    hu, mask = _clip(n=3, h=64, w=128)
+    fplanes, base = clip_state(hu, mask)
+    obs = ctu_observation(base, dmic_frame_qps(22, 3), 3.0)
+    for _ in range(2):  # two steps: zero-initialised adapter outputs make the first step sparse
+        lf, vf = a.frame(fplanes[None], torch.tensor([0.5]))
+        lc, vc = a.ctu(obs.planes, obs.context, a.ctu_action_mask(obs.foreground))
+        loss = -torch.log_softmax(lf, -1)[:, 3].sum() + vf.square().sum() \
+            - torch.log_softmax(lc, -1)[:, 2].sum() + vc.square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = a.state_dict()
+    for agent_name, agent in (("frame", a.frame), ("ctu", a.ctu)):
+        changed = False
+        for k, p in agent.named_parameters():
+            key = f"{agent_name}.{k}"
+            if p.requires_grad:
+                changed |= not torch.equal(before[key], after[key])
+            else:
+                assert torch.equal(before[key], after[key]), key
+        assert changed
+
+
+def test_apply_strategy_rejects_unknown(agents):
+    with pytest.raises(ValueError):
+        apply_strategy(agents.frame, "bogus")
+
+
+# ------------------------------------------------------------------------------ hand-crafted
+@pytest.mark.parametrize("method", HANDCRAFTED)
+def test_handcrafted_monotone_and_valid(method):
+    ratios = np.linspace(0, 1, 101)
+    curve = offset_curve(ratios, method, ratio_saturation=1.0)
+    assert np.all(np.diff(curve) <= 1e-12) and curve[0] == 8 and curve[-1] == -2
+    n, h, w = 4, 128, 192
+    mask = np.zeros((n, h, w), np.uint8)
+    for c in range(3):  # CTU (0, c): growing mask ratio left to right; column 2 of row 1 empty
+        mask[:, : 8 + 28 * c, 64 * c: 64 * c + 64] = 1
+    off = handcrafted_offsets(mask, method, strength=1.0, ratio_saturation=1.0)
+    assert off.shape == (n, 2, 3)
+    assert PAPER.is_valid_offset_map(off, foreground_ctus(mask))
+    assert np.all(np.diff(off[:, 0, :], axis=1) <= 0)
+    assert np.all(off[:, 1, :] == 8)
+    weak = handcrafted_offsets(mask, method, strength=0.4, ratio_saturation=1.0)
+    assert np.all(weak <= off)
