@@ -73,15 +73,19 @@ class SampleMapping:
         return np.clip(scaled, 0, self.levels - 1).astype(np.uint16)
 
     def to_hu(self, samples: np.ndarray) -> np.ndarray:
-        """int16 HU of each level: the mean integer HU it covers, rounded half up.
+        """int16 HU of each level: the integer nearest the level's centre that the level holds.
 
         The exact inverse of :meth:`to_samples` wherever one level is one HU (12 bits default);
-        otherwise off by at most half a level for HU inside the window.
+        otherwise within half a level for HU inside the window, and re-encoding a decoded value
+        gives back its level (whenever levels are at least 1 HU wide).
         """
         lo, _hi = self.window  # type: ignore[misc]
         s = np.asarray(samples, dtype=np.float64)
-        # mean integer HU of the level is lo + (s + 0.5) * step - 0.5; + 0.5 and floor rounds it half up
-        hu = np.floor(lo + (s + 0.5) * self.hu_per_level)
+        hu = np.floor(lo + (s + 0.5) * self.hu_per_level + 0.5)
+        if self.hu_per_level >= 1.0:
+            # the rounded centre can land just outside its level: step back in (same test as to_samples)
+            level = np.floor((hu - lo) * (self.levels / self.window_hu))
+            hu += (level < s).astype(np.float64) - (level > s).astype(np.float64)
         return np.clip(hu, _INT16.min, _INT16.max).astype(np.int16)
 
     def clipped_fraction(self, hu: np.ndarray) -> float:
