@@ -230,6 +230,15 @@ def test_dicom_zip_round_trip(tmp_path):
     assert ref["path"] == str(zpath) and ref["member"].startswith("case/DICOM/IM")
 
 
+def test_dicom_folder_with_two_series_takes_the_larger(tmp_path):
+    scout, main = small_hu((3, 12, 12), seed=5), small_hu((7, 20, 24), seed=6)
+    write_ct_series(tmp_path / "study" / "scout", scout, origin_lps=(0.0, 0.0, -500.0))
+    write_ct_series(tmp_path / "study" / "cta", main)
+    vol = load_volume(tmp_path / "study")
+    np.testing.assert_array_equal(vol.hu, main)
+    assert vol.meta["dicom_series_found"] == 2 and vol.meta["dicom_files"] == 7
+
+
 # --- SimpleITK formats ----------------------------------------------------------------------
 
 @needs_data
