@@ -19,7 +19,10 @@ It runs on CPU, ``batch_size`` frames at a time, under ``torch.inference_mode``.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,6 +33,14 @@ from dmic_core.segmentation._inference import collect, run_slices, torch_threads
 from dmic_core.segmentation.base import DEFAULT_THRESHOLD, Segmenter, as_hu_array
 from dmic_core.segmentation.unet import HU_WINDOW, UNet25D, fuse_conv_bn
 from dmic_core.volume import Volume
+
+
+@contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """TorchScript is deprecated upstream in favour of torch.export but stays this contract's format."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
+        yield
 
 
 class HUInputUNet(nn.Module):
@@ -54,10 +65,10 @@ def export_torchscript(net: UNet25D, path: str | Path) -> Path:
     import copy
 
     module = HUInputUNet(fuse_conv_bn(copy.deepcopy(net).eval())).eval()
-    scripted = torch.jit.script(module)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(scripted, str(path))
+    with _quiet_jit():
+        torch.jit.save(torch.jit.script(module), str(path))
     return path
 
 
@@ -77,7 +88,8 @@ class TorchScriptSegmenter(Segmenter):
         if not self.path.is_file():
             raise DmicInputError("TorchScript model not found", self.path)
         try:
-            self.module = torch.jit.load(str(self.path), map_location="cpu").eval()
+            with _quiet_jit():
+                self.module = torch.jit.load(str(self.path), map_location="cpu").eval()
         except Exception as exc:  # noqa: BLE001 - any load failure is bad input
             raise DmicInputError(f"not a TorchScript model ({str(exc).splitlines()[0][:120]})",
                                  self.path) from exc

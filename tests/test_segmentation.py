@@ -1,0 +1,222 @@
+"""The diagnosis task's model: U-Net shapes and arguments, shipped weights, accuracy on a held-out
+phantom, the ground-truth and TorchScript segmenters, the ``dmic segment`` CLI, and that strong
+x265 coding costs accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from dmic_core.errors import DmicInputError
+from dmic_core.segmentation import GroundTruthSegmenter, Segmenter, load_segmenter
+from dmic_core.segmentation.unet import HU_WINDOW, UNet25D, fuse_conv_bn, normalize_hu, slice_stack
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+WEIGHTS = ASSETS / "segmenter_unet.pt"
+#: A held-out phantom (test split of the model card: never trained or validated on).
+TEST_SEED = 3000
+
+needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason="shipped segmenter weights missing")
+
+UNET_CASES = [
+    (dict(in_slices=1, channels=(4, 8), stem_factor=1), (2, 1, 32, 48)),
+    (dict(in_slices=3, channels=(8, 16, 16), stem_factor=2), (1, 3, 64, 32)),
+    (dict(in_slices=5, channels=(4, 8, 8, 8), stem_factor=4), (3, 5, 128, 64)),
+]
+
+
+# ----------------------------------------------------------------------------------------- U-Net
+@pytest.mark.parametrize("kwargs,shape", UNET_CASES)
+def test_unet_output_shape(kwargs, shape):
+    net = UNet25D(**kwargs).eval()
+    with torch.inference_mode():
+        y = net(torch.rand(shape))
+    assert y.shape == (shape[0], 1, shape[2], shape[3])
+    assert net.size_multiple == kwargs["stem_factor"] * 2 ** (len(kwargs["channels"]) - 1)
+    assert UNet25D(**net.config()).config() == net.config()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(in_slices=2), dict(in_slices=0), dict(channels=(16,)), dict(channels=(16, 0)),
+    dict(channels=(16, 2.5)), dict(stem_factor=3),
+])
+def test_unet_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        UNet25D(**kwargs)
+
+
+def test_batchnorm_folding_keeps_outputs():
+    torch.manual_seed(0)
+    net = UNet25D(3, (8, 16), 2)
+    net.train()
+    net(torch.rand(4, 3, 32, 32))  # move BN running stats off their defaults
+    net.eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        ref = net(x)
+        fused = fuse_conv_bn(net)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert torch.allclose(ref, fused, atol=1e-4)
+
+
+def test_normalisation_window_and_slice_stack():
+    t = normalize_hu(np.array([HU_WINDOW[0] - 500, HU_WINDOW[0], HU_WINDOW[1], 3000], dtype=np.int16))
+    assert t.tolist() == [0.0, 0.0, 1.0, 1.0]
+    frames = torch.arange(4.0).view(4, 1, 1)
+    stack = slice_stack(frames, [0, 3], 3)[..., 0, 0]
+    assert stack.tolist() == [[0, 0, 1], [2, 3, 3]]  # edges repeat
+
+
+# ---------------------------------------------------------------------------------- segmenters
+def test_ground_truth_passthrough():
+    label = np.zeros((3, 8, 8), dtype=np.uint8)
+    label[1, 2:4, 2:4] = 2
+    seg = load_segmenter("gt", label=label)
+    assert isinstance(seg, GroundTruthSegmenter) and isinstance(seg, Segmenter)
+    mask = seg.segment(np.zeros((3, 8, 8), dtype=np.int16))
+    assert mask.dtype == np.uint8 and mask.sum() == 4 and mask.max() == 1
+    assert seg.probabilities(np.zeros((3, 8, 8), dtype=np.int16)).dtype == np.float32
+    with pytest.raises(DmicInputError):
+        seg.segment(np.zeros((4, 8, 8), dtype=np.int16))
+    with pytest.raises(DmicInputError):
+        load_segmenter("gt")
+
+
+def test_unknown_segmenter_spec(tmp_path):
+    with pytest.raises(DmicInputError):
+        load_segmenter("no-such-model")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(DmicInputError):
+        load_segmenter(junk)
+
+
+@needs_weights
+def test_shipped_weights_load_and_are_small():
+    from dmic_core.segmentation.builtin import UNetSegmenter, load_weights
+
+    assert WEIGHTS.stat().st_size < 4 * 2**20
+    net, meta = load_weights(WEIGHTS)
+    assert meta["hu_window"] == list(HU_WINDOW)
+    assert meta["val"]["dice"] >= 0.85
+    seg = load_segmenter("builtin")
+    assert isinstance(seg, UNetSegmenter) and seg.in_slices == net.in_slices
+    mask = seg.segment(np.full((2, 40, 56), -100, dtype=np.int16))  # odd size: padded and cropped
+    assert mask.shape == (2, 40, 56) and mask.dtype == np.uint8
+
+
+# --------------------------------------------------------------------- phantom-based behaviour
+@pytest.fixture(scope="module")
+def phantom_slab():
+    """32 frames through the coronary tree of a held-out phantom (Volume, label)."""
+    from dmic_core.data.phantom import generate_phantom
+
+    volume, label = generate_phantom(TEST_SEED)
+    zs = np.flatnonzero(label.reshape(label.shape[0], -1).any(axis=1))
+    mid = (zs[0] + zs[-1]) // 2
+    start = int(np.clip(mid - 16, 0, volume.n_frames - 32))
+    return volume.slab(start, start + 32), (label[start:start + 32] > 0).astype(np.uint8)
+
+
+@needs_weights
+def test_builtin_dice_on_held_out_phantom(phantom_slab):
+    from dmic_core.metrics.task import segmentation_scores
+
+    volume, label = phantom_slab
+    scores = segmentation_scores(load_segmenter("builtin").segment(volume), label)
+    assert scores["dice"] >= 0.85, scores
+
+
+@needs_weights
+def test_torchscript_round_trip(tmp_path, phantom_slab):
+    from dmic_core.segmentation.builtin import load_weights
+    from dmic_core.segmentation.torchscript import TorchScriptSegmenter, export_torchscript
+
+    volume, _label = phantom_slab
+    sub = volume.slab(10, 16)
+    net, _meta = load_weights(WEIGHTS)
+    path = export_torchscript(net, tmp_path / "user_model.pt")
+    seg = load_segmenter(path)
+    assert isinstance(seg, TorchScriptSegmenter) and seg.in_slices == net.in_slices
+    builtin = load_segmenter("builtin")
+    p_script, p_builtin = seg.probabilities(sub), builtin.probabilities(sub)
+    assert np.abs(p_script - p_builtin).max() < 1e-3
+    assert (seg.segment(sub) != builtin.segment(sub)).mean() < 1e-4
+
+
+def test_torchscript_contract_violations(tmp_path):
+    class Bad(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :, :4]  # wrong spatial size
+
+    path = tmp_path / "bad.pt"
+    torch.jit.save(torch.jit.script(Bad()), str(path))
+    with pytest.raises(DmicInputError, match="expected"):
+        load_segmenter(path).segment(np.zeros((2, 16, 16), dtype=np.int16))
+
+
+@needs_weights
+def test_cli_segment_writes_mask_on_input_grid(tmp_path, phantom_slab, capsys):
+    from dmic_core.cli import main
+    from dmic_core.io import save_nifti
+
+    volume, label = phantom_slab
+    sub = volume.slab(8, 24)
+    # store it in a non-canonical (RAS, z-flipped) file order to prove the mask comes back on it
+    data = np.ascontiguousarray(sub.hu.transpose(2, 1, 0)[::-1, ::-1, ::-1])
+    aff = sub.affine.copy()
+    aff = aff @ np.array([[-1, 0, 0, sub.file_shape[0] - 1], [0, -1, 0, sub.file_shape[1] - 1],
+                          [0, 0, -1, sub.file_shape[2] - 1], [0, 0, 0, 1]], dtype=float)
+    image = tmp_path / "in.nii.gz"
+    nib.save(nib.Nifti1Image(data, aff), image)
+    lab_path = tmp_path / "label.nii.gz"
+    from dmic_core.io import load_volume
+
+    loaded = load_volume(image)
+    assert np.array_equal(loaded.hu, sub.hu)
+    save_nifti(loaded, label[8:24], lab_path)
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", str(image), "--out", str(out), "--label", str(lab_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    written = nib.load(out)
+    assert written.shape == data.shape and np.allclose(written.affine, aff)
+    mask = np.asarray(written.dataobj)
+    assert mask.dtype == np.uint8 and report["voxels"] == int(mask.sum()) > 0
+    assert 0 < report["fraction"] < 0.1 and report["seconds"] >= 0
+    assert report["scores"]["dice"] > 0.8
+    # the file-order mask overlays the file-order label
+    lab_file = np.asarray(nib.load(lab_path).dataobj)
+    assert 2 * (mask & lab_file).sum() / (mask.sum() + lab_file.sum()) == pytest.approx(report["scores"]["dice"])
+    assert main(["segment", str(image), "--out", str(tmp_path / "mask.png")]) == 2
+
+
+@needs_weights
+def test_strong_compression_costs_accuracy(phantom_slab):
+    from dmic_core.codecs.qp import hm_anchor_frame_qps
+    from dmic_core.metrics.task import segmentation_scores
+    from dmic_core.pipeline import CodingSetup, code_volume
+
+    volume, label = phantom_slab
+    # a 9-frame, 192 x 192 window around the vessels keeps the encode to a fraction of a second
+    z0 = 12
+    ys, xs = np.nonzero(label[z0 + 4])
+    cy = int(np.clip(int(np.median(ys)), 96, volume.shape[1] - 96))
+    cx = int(np.clip(int(np.median(xs)), 96, volume.shape[2] - 96))
+    hu = volume.hu[z0:z0 + 9, cy - 96:cy + 96, cx - 96:cx + 96]
+    lab = label[z0:z0 + 9, cy - 96:cy + 96, cx - 96:cx + 96]
+    from dmic_core.io.orientation import canonical_volume
+
+    crop = canonical_volume(hu, volume.spacing)
+    seg = load_segmenter("builtin")
+    setup = CodingSetup(bit_depth=12, window=(-1024.0, 3072.0))
+    dice = {}
+    for qp in (17, 42):
+        coded = code_volume(crop, frame_qps=hm_anchor_frame_qps(qp, crop.n_frames), setup=setup)
+        dice[qp] = segmentation_scores(seg.segment(coded.recon), lab)["dice"]
+    assert dice[17] > 0.8
+    assert dice[42] < dice[17] - 0.05, dice
