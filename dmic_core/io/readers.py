@@ -230,8 +230,8 @@ def find_imagecas_pairs(folder: str | Path) -> list[tuple[str, Path, Path | None
         if not match or not img.is_file():
             continue
         case_id = match.group("id")
-        label = next((p for p in (img.with_name(f"{case_id}.label.nii.gz"), img.with_name(f"{case_id}.label.nii"))
-                      if p.is_file()), None)
+        candidates = (img.with_name(f"{case_id}.label.nii.gz"), img.with_name(f"{case_id}.label.nii"))
+        label = next((p for p in candidates if p.is_file()), None)
         pairs.append((case_id, img, label))
     return sorted(pairs, key=lambda p: (0, int(p[0]), "") if p[0].isdigit() else (1, 0, p[0]))
 
@@ -262,7 +262,8 @@ def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
         raise DmicInputError(f"{len(shape)}-D data {shape}: need a single 3-D volume", path)
     spatial = tuple(int(s) for s in shape[:3])
     if any(s < MIN_AXIS for s in spatial):
-        raise DmicInputError(f"data of shape {spatial} is 2-D (an axis has fewer than {MIN_AXIS} voxels)", path)
+        raise DmicInputError(f"data of shape {spatial} is 2-D (an axis has fewer than {MIN_AXIS} voxels)",
+                             path)
     if any(s > MAX_AXIS for s in spatial) or int(np.prod(spatial, dtype=np.int64)) > MAX_VOXELS:
         raise DmicInputError(f"absurd dimensions {spatial} (limit {MAX_AXIS} per axis, "
                              f"{MAX_VOXELS} voxels)", path)

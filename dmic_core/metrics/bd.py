@@ -108,7 +108,8 @@ def _bd(ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike, kind: str) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            value = float(fn(a_r, a_q, t_r, t_q, method=METHOD, require_matching_points=False, min_overlap=0.0))
+            value = float(fn(a_r, a_q, t_r, t_q, method=METHOD, require_matching_points=False,
+                             min_overlap=0.0))
     except (ValueError, AssertionError, ZeroDivisionError, FloatingPointError) as exc:
         return BDResult(float("nan"), f"BD computation failed: {exc}", overlap)
     if not np.isfinite(value):

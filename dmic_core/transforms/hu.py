@@ -124,7 +124,8 @@ def crop_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class ToSamplesd:
     """Dict transform (MONAI style): map HU arrays under ``keys`` to codec samples."""
 
-    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping, pad_multiple: int | None = 8) -> None:
+    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping,
+                 pad_multiple: int | None = 8) -> None:
         self.keys = tuple(keys)
         self.mapping = mapping
         self.pad_multiple = pad_multiple
@@ -140,7 +141,8 @@ class ToSamplesd:
 class ToHUd:
     """Dict transform: decoded samples under ``keys`` back to HU, cropped to ``size``."""
 
-    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping,
+                 size: tuple[int, int] | None = None) -> None:
         self.keys = tuple(keys)
         self.mapping = mapping
         self.size = size
