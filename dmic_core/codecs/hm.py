@@ -1,0 +1,335 @@
+"""HM (HEVC reference encoder) backend: the quality anchor, driven as an external binary.
+
+Nothing of HM is committed: users put ``TAppEncoder`` (or ``TAppEncoderStatic``) in
+``$DMIC_HM_DIR`` or ``<repo>/hm_bin/`` (see hm_bin/README.md). The coding structure is written
+by us with the values of HM's ``encoder_lowdelay_P_main.cfg``. Frame QPs are forced either by
+running the plain anchor (``--QP base``) when they equal HM's LDP pattern, or with a flat GOP and
+``--dQPFile``. Per-CTU maps need a modified HM that lists :data:`CTU_MAP_OPTION` in ``--help``.
+The stream is decoded with FFmpeg (PyAV) and checked against HM's own reconstruction.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dmic_core.codecs.base import Codec, EncodeResult, register_codec
+from dmic_core.codecs.decode import decode_hevc
+from dmic_core.codecs.qp import CODEC_QP_MAX, CODEC_QP_MIN, GOP_SIZE, hm_anchor_frame_qps
+from dmic_core.codecs.x265 import validate_encode_inputs
+from dmic_core.errors import CodecError, CodecUnavailableError
+
+#: Environment variable naming a folder with the HM binaries (searched before hm_bin/).
+HM_DIR_ENV = "DMIC_HM_DIR"
+#: Folder of the repository searched for HM binaries when the variable is unset or lacks them.
+REPO_HM_DIR = Path(__file__).resolve().parents[2] / "hm_bin"
+ENCODER_NAMES = ("TAppEncoder", "TAppEncoderStatic")
+DECODER_NAMES = ("TAppDecoder", "TAppDecoderStatic")
+#: Option a CTU-map-capable HM must list in ``--help``: a text file with one line per frame
+#: (POC order) holding that frame's integer CTU QP offsets in raster order, space-separated.
+CTU_MAP_OPTION = "CtuQpOffsetFile"
+
+#: GOP of encoder_lowdelay_P_main.cfg: (POC, QPoffset, QPOffsetModelOff, QPOffsetModelScale,
+#: reference POC deltas). Four references: the previous picture and the last three GOP ends.
+_LDP_GOP = tuple(
+    (poc, qpo, off, scale, (-1, -poc, -poc - 8, -poc - 16) if poc > 1 else (-1, -9, -17, -25))
+    for poc, qpo, off, scale in [(1, 5, -6.5, 0.2590), (2, 4, -6.5, 0.2590), (3, 5, -6.5, 0.2590),
+                                 (4, 4, -6.5, 0.2590), (5, 5, -6.5, 0.2590), (6, 4, -6.5, 0.2590),
+                                 (7, 5, -6.5, 0.2590), (8, 1, 0.0, 0.0)]
+)
+_LDP_INTRA_QP_OFFSET = -1
+
+#: Settings of encoder_lowdelay_P_main.cfg other than the GOP (written by us, values as HM's).
+_LDP_SETTINGS = {
+    "MaxCUWidth": 64, "MaxCUHeight": 64, "MaxPartitionDepth": 4,
+    "QuadtreeTULog2MaxSize": 5, "QuadtreeTULog2MinSize": 2,
+    "QuadtreeTUMaxDepthInter": 3, "QuadtreeTUMaxDepthIntra": 3,
+    "IntraPeriod": -1, "DecodingRefreshType": 0, "GOPSize": GOP_SIZE, "LambdaFromQpEnable": 1,
+    "FastSearch": 1, "SearchRange": 64, "BipredSearchRange": 4, "HadamardME": 1, "FEN": 1,
+    "FDM": 1, "MaxDeltaQP": 0, "MaxCuDQPDepth": 0, "DeltaQpRD": 0, "RDOQ": 1, "RDOQTS": 1,
+    "LoopFilterOffsetInPPS": 1, "LoopFilterDisable": 0, "LoopFilterBetaOffset_div2": 0,
+    "LoopFilterTcOffset_div2": 0, "DeblockingFilterMetric": 0, "SAO": 1, "AMP": 1,
+    "TransformSkip": 1, "TransformSkipFast": 1, "SAOLcuBoundary": 0, "SliceMode": 0,
+    "LFCrossSliceBoundaryFlag": 1, "PCMEnabledFlag": 0, "WaveFrontSynchro": 0, "ScalingList": 0,
+    "TransquantBypassEnable": 0, "RateControl": 0,
+}
+
+#: Settings of newer HM releases (16.22+) written only when ``--help`` lists them: the GOP-based
+#: temporal pre-filter of the LDP configuration (every 8th frame).
+_OPTIONAL_SETTINGS = {"TemporalFilter": 1, "TemporalFilterFutureReference": 0}
+
+_POC_LINE = re.compile(
+    r"^POC\s+(\d+)\s+TId:\s*\d+\s+\(\s*([A-Z])-SLICE,\s*nQP\s+(-?\d+)\s+QP\s+(-?\d+)\s*\)\s+(\d+)\s+bits")
+
+
+@dataclass(frozen=True)
+class HMBinaries:
+    """Where the HM binaries are (``None`` for a missing one) and the folders searched."""
+
+    encoder: Path | None
+    decoder: Path | None
+    searched: tuple[Path, ...]
+
+
+def find_hm_binaries() -> HMBinaries:
+    """Look for the HM encoder and decoder in ``$DMIC_HM_DIR`` then ``<repo>/hm_bin/``."""
+    dirs = [Path(os.environ[HM_DIR_ENV]).expanduser()] if os.environ.get(HM_DIR_ENV) else []
+    dirs.append(REPO_HM_DIR)
+
+    def first(names: tuple[str, ...]) -> Path | None:
+        for folder in dirs:
+            for name in names:
+                path = folder / name
+                if path.is_file() and os.access(path, os.X_OK):
+                    return path
+        return None
+
+    return HMBinaries(first(ENCODER_NAMES), first(DECODER_NAMES), tuple(dirs))
+
+
+@functools.lru_cache(maxsize=8)
+def _help_text(encoder: Path, mtime: float) -> str:
+    """The encoder's ``--help`` output (cached per binary and modification time)."""
+    try:
+        proc = subprocess.run([str(encoder), "--help"], capture_output=True, text=True,
+                              timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CodecUnavailableError(f"cannot run {encoder} --help: {exc}") from exc
+    return proc.stdout + proc.stderr
+
+
+def encoder_help(encoder: Path) -> str:
+    """``--help`` text of an HM encoder binary."""
+    return _help_text(encoder, encoder.stat().st_mtime)
+
+
+def anchor_base_qp(frame_qps: np.ndarray) -> int | None:
+    """The ``--QP`` base whose HM LDP pattern equals ``frame_qps``, or ``None``.
+
+    The anchor's I frame is coded at base - 1, so the only candidate is ``frame_qps[0] + 1``.
+    """
+    qps = np.asarray(frame_qps)
+    base = int(qps[0]) - _LDP_INTRA_QP_OFFSET
+    if np.array_equal(hm_anchor_frame_qps(base, len(qps)), qps):
+        return base
+    return None
+
+
+def write_cfg(path: Path, anchor: bool, extra: dict[str, object]) -> None:
+    """Write our LDP configuration: HM's GOP (``anchor``) or a flat-QP GOP for --dQPFile."""
+    lines = ["# DMIC Studio: values of HM's encoder_lowdelay_P_main.cfg (written by dmic_core)"]
+    settings = dict(_LDP_SETTINGS)
+    settings["IntraQPOffset"] = _LDP_INTRA_QP_OFFSET if anchor else 0
+    settings.update(extra)
+    lines += [f"{key:<30}: {value}" for key, value in settings.items()]
+    lines.append("#        Type POC QPoffset QPOffsetModelOff QPOffsetModelScale CbQPoffset "
+                 "CrQPoffset QPfactor tcOffsetDiv2 betaOffsetDiv2 temporal_id #ref_pics_active "
+                 "#ref_pics reference-pictures predict")
+    for poc, qpo, off, scale, refs in _LDP_GOP:
+        if not anchor:
+            qpo, off, scale = 0, 0.0, 0.0
+        qpfactor = 1.0
+        lines.append(f"Frame{poc}:  P {poc} {qpo} {off} {scale} 0 0 {qpfactor} 0 0 0 "
+                     f"{len(refs)} {len(refs)} {' '.join(map(str, refs))} 0")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def split_access_units(bitstream: bytes) -> list[bytes]:
+    """Split an Annex-B HEVC stream into access units (bytes of each coded picture).
+
+    Parameter sets, AUDs and prefix SEIs open a new access unit, as does a slice that starts a
+    picture; everything before the first picture's slices (VPS/SPS/PPS) is counted with it.
+    The pieces concatenate to the whole stream.
+    """
+    starts = [m.start() for m in re.finditer(b"\x00\x00\x01", bitstream)]
+    units: list[bytes] = []
+    current_start, has_vcl = 0, False
+    for sc in starts:
+        if sc + 3 >= len(bitstream):
+            continue
+        nal_type = (bitstream[sc + 3] >> 1) & 0x3F
+        begin = sc - 1 if sc > 0 and bitstream[sc - 1] == 0 else sc
+        is_vcl = nal_type < 32
+        first_slice = is_vcl and sc + 5 < len(bitstream) and bool(bitstream[sc + 5] & 0x80)
+        opens = first_slice or nal_type in (32, 33, 34, 35, 39) or 41 <= nal_type <= 44 \
+            or 48 <= nal_type <= 55
+        if opens and has_vcl:
+            units.append(bitstream[current_start:begin])
+            current_start, has_vcl = begin, False
+        has_vcl = has_vcl or is_vcl
+    units.append(bitstream[current_start:])
+    return units
+
+
+def parse_hm_log(text: str) -> list[tuple[int, str, int, int]]:
+    """Per-frame (POC, slice type, QP, bits) from HM's encoder log, sorted by POC."""
+    rows = []
+    for line in text.splitlines():
+        m = _POC_LINE.match(line.strip())
+        if m:
+            rows.append((int(m.group(1)), m.group(2), int(m.group(4)), int(m.group(5))))
+    return sorted(rows)
+
+
+@register_codec("hm")
+class HMCodec(Codec):
+    """HEVC through the HM reference encoder (``TAppEncoder``) with the LDP main configuration.
+
+    Args:
+        extra_cfg: further HM settings written to the configuration file (``{"SAO": 0}``).
+        timeout_s: give up on one encode after this many seconds (``None``: no limit).
+    """
+
+    description = "HM reference encoder (TAppEncoder, low-delay P main configuration)"
+
+    def __init__(self, extra_cfg: dict[str, object] | None = None,
+                 timeout_s: float | None = None) -> None:
+        self.extra_cfg = dict(extra_cfg or {})
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def availability(cls) -> str | None:
+        found = find_hm_binaries()
+        if found.encoder is None:
+            where = " or ".join(str(d) for d in found.searched)
+            return (f"HM encoder ({' / '.join(ENCODER_NAMES)}) not found in {where}; "
+                    f"see hm_bin/README.md")
+        return None
+
+    @classmethod
+    def supports_ctu_map(cls) -> bool:
+        """Whether the HM found here lists :data:`CTU_MAP_OPTION` in its ``--help``."""
+        encoder = find_hm_binaries().encoder
+        return encoder is not None and CTU_MAP_OPTION in encoder_help(encoder)
+
+    def encode(self, frames: np.ndarray, bit_depth: int, frame_qps: np.ndarray | None,
+               ctu_offsets: np.ndarray | None = None, *, bitrate_kbps: float | None = None,
+               progress: Callable[[int, int], None] | None = None) -> EncodeResult:
+        qps, offsets = validate_encode_inputs(frames, bit_depth, frame_qps, ctu_offsets,
+                                              bitrate_kbps)
+        encoder = find_hm_binaries().encoder
+        if encoder is None:
+            raise CodecUnavailableError(self.availability() or "HM encoder not found")
+        if qps is None:
+            raise CodecUnavailableError("the HM backend codes forced frame QPs only (no rate "
+                                        "control); use the x265 backend for a rate-controlled "
+                                        "baseline")
+        help_text = encoder_help(encoder)
+        if offsets is not None and CTU_MAP_OPTION not in help_text:
+            raise CodecUnavailableError(
+                f"{encoder} has no --{CTU_MAP_OPTION} option, so it cannot code per-CTU QP "
+                f"offsets (unmodified HM); see hm_bin/README.md")
+        n, height, width = frames.shape
+        base = anchor_base_qp(qps)
+        anchor = base is not None
+        if base is None:
+            base = int(qps[0])
+        extra = {k: v for k, v in _OPTIONAL_SETTINGS.items() if k in help_text}
+        extra.update(self.extra_cfg)
+        profile = "monochrome" if bit_depth == 8 else "monochrome12"
+        with tempfile.TemporaryDirectory(prefix="dmic-hm-") as tmp:
+            work = Path(tmp)
+            frames.astype(np.uint8 if bit_depth == 8 else "<u2").tofile(work / "in.yuv")
+            write_cfg(work / "ldp.cfg", anchor, extra)
+            argv = [str(encoder), "-c", str(work / "ldp.cfg"), "-i", str(work / "in.yuv"),
+                    "-b", str(work / "out.bin"), "-o", str(work / "rec.yuv"),
+                    "-wdt", str(width), "-hgt", str(height), "-fr", "25", "-f", str(n),
+                    f"--InputBitDepth={bit_depth}", f"--InternalBitDepth={bit_depth}",
+                    f"--OutputBitDepth={bit_depth}", "--InputChromaFormat=400",
+                    "--ChromaFormatIDC=400", f"--Profile={profile}", f"--QP={base}"]
+            if not anchor:
+                (work / "dqp.txt").write_text("\n".join(str(int(q) - base) for q in qps) + "\n")
+                argv.append(f"--dQPFile={work / 'dqp.txt'}")
+            if offsets is not None:
+                (work / "ctu.txt").write_text("".join(
+                    " ".join(str(int(v)) for v in frame.ravel()) + "\n" for frame in offsets))
+                argv.append(f"--{CTU_MAP_OPTION}={work / 'ctu.txt'}")
+            start = time.perf_counter()
+            log = self._run(argv, n, progress)
+            encode_seconds = time.perf_counter() - start
+            bitstream = (work / "out.bin").read_bytes()
+            hm_recon = self._read_recon(work / "rec.yuv", frames.shape, bit_depth)
+        rows = parse_hm_log(log)
+        if [r[0] for r in rows] != list(range(n)):
+            raise CodecError(f"HM log lists POCs {[r[0] for r in rows]}, expected 0..{n - 1}")
+        slice_qps = np.array([r[2] for r in rows], dtype=np.float64)
+        if not np.array_equal(slice_qps, qps):
+            raise CodecError(f"HM coded QPs {slice_qps.astype(int).tolist()}, asked for "
+                             f"{qps.tolist()}")
+        units = split_access_units(bitstream)
+        if len(units) != n:
+            raise CodecError(f"HM stream has {len(units)} access units for {n} frames")
+        bits = np.array([8 * len(u) for u in units], dtype=np.int64)
+        start = time.perf_counter()
+        recon = decode_hevc(bitstream, bit_depth)
+        decode_seconds = time.perf_counter() - start
+        if hm_recon is not None and not np.array_equal(recon, hm_recon):
+            raise CodecError("HM's reconstruction differs from the decoded bitstream")
+        avg_qp = slice_qps
+        if offsets is not None:  # HM logs slice QPs only: report the requested CTU average
+            absolute = np.clip(qps[:, None, None] + offsets, CODEC_QP_MIN, CODEC_QP_MAX)
+            avg_qp = absolute.reshape(n, -1).mean(axis=1)
+        return EncodeResult(
+            bitstream=bitstream, bits_per_frame=bits, recon=recon,
+            frame_qps=qps.astype(np.int32), avg_qp=avg_qp, encode_seconds=encode_seconds,
+            decode_seconds=decode_seconds, codec=self.name,
+            params={"encoder": str(encoder), "mode": "anchor" if anchor else "dQPFile",
+                    "base_qp": base, "profile": profile, "bit_depth": bit_depth,
+                    "extra_cfg": extra, "argv": argv[1:], "hm_bits": [r[3] for r in rows],
+                    "slice_types": "".join(r[1] for r in rows)},
+        )
+
+    def _run(self, argv: list[str], n: int, progress: Callable[[int, int], None] | None) -> str:
+        """Run HM, reporting progress per logged frame; return its log or raise CodecError."""
+        lines: list[str] = []
+        done = 0
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace") as proc:
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    lines.append(line)
+                    if progress is not None and _POC_LINE.match(line.strip()):
+                        done += 1
+                        progress(done, n)
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise CodecError(f"HM took more than {self.timeout_s} s")
+                proc.wait(timeout=None if deadline is None
+                          else max(1.0, deadline - time.monotonic()))
+            except BaseException:
+                proc.kill()
+                raise
+        log = "".join(lines)
+        if proc.returncode != 0:
+            tail = "\n".join(log.splitlines()[-15:])
+            raise CodecError(f"HM exited with status {proc.returncode}:\n{tail}")
+        return log
+
+    @staticmethod
+    def _read_recon(path: Path, shape: tuple[int, ...], bit_depth: int) -> np.ndarray | None:
+        """HM's reconstruction file (luma only, or luma of 4:2:0), or ``None`` if absent."""
+        if not path.exists():
+            return None
+        n, height, width = shape
+        dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
+        data = np.fromfile(path, dtype=dtype)
+        luma = height * width
+        for chroma in (0, luma // 2):
+            if data.size == n * (luma + chroma):
+                per_frame = data.reshape(n, luma + chroma)[:, :luma]
+                return per_frame.reshape(n, height, width).astype(np.uint16)
+        raise CodecError(f"HM reconstruction has {data.size} samples, not {n} frames of "
+                         f"{height}x{width}")
+
+    def decode(self, bitstream: bytes, bit_depth: int) -> np.ndarray:
+        return decode_hevc(bitstream, bit_depth)
