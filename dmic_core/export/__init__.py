@@ -1,0 +1,1 @@
+"""Exports of decoded volumes in clinical formats (DICOM series: :mod:`dmic_core.export.dicom`)."""
