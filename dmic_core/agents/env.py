@@ -1,0 +1,400 @@
+"""The agents' environment: code a clip with a QP decision, segment it, score it, reward it.
+
+Reward (paper II-A): ``r = -(R + lambda * D)`` with
+
+* ``R`` -- the rate, normalised: coded bits divided by the bits of the same clip coded at the
+  *reference decision* (QP_I 22 with the GOP-8 rule, no CTU offsets), so ``R = 1`` at the
+  paper's middle operating point whatever the clip's size or content, and lambda means the
+  same on every clip;
+* ``D`` -- the semantic distortion, the drop of task accuracy
+  (:func:`dmic_core.evaluation.accuracy_drop`): mIoU of the segmentation of the original
+  against the reference minus mIoU of the segmentation of the decoded clip against it (the
+  reference is the ground-truth label when given, else the segmentation of the original, where
+  the drop is simply ``1 - mIoU``);
+* ``lambda`` in 0..100: at 100 one mIoU point (0.01) is worth the whole reference rate.
+
+Two implementations of the same :class:`Outcome`:
+
+:class:`RealEnv`
+    really encodes (x265 through :func:`dmic_core.pipeline.code_volume`), decodes and segments.
+    Every number reported anywhere comes from here.
+:class:`ClipCache` (the surrogate, for training speed)
+    built from real encodes of the clip under *uniform* decisions: for every frame-QP band
+    ``d`` of the GOP-8 rule (6, 7, 8) and every shift ``s`` = QP_I + offset the space can reach,
+    one encode with frame QPs ``clip(s + pattern_d)``. A CTU of a mixed decision with QP_I ``q``
+    and offset ``o`` is looked up in the encode ``(d(q), q + o)``, which gave *that CTU in that
+    frame* exactly its absolute QP, under the same GOP pattern. Per encode and CTU it keeps:
+    the frame's bits times the CTU's *rate share* (a residual-energy proxy, below), the
+    segmentation's true-positive and predicted-positive counts, and the squared error. A mixed
+    decision is the CTU mosaic of these: rate = sum of CTU rate shares, and mIoU from the summed
+    counts -- exact for the mosaic of segmentations, since IoUs only need TP, P and |ref|.
+    What it cannot see: a CTU's QP changing its neighbours' segmentation (the segmenter's
+    receptive field) and the inter-frame/intra-frame prediction from differently coded
+    neighbours. ``docs/agents.md`` reports its measured error against real encodes.
+
+Rate share proxy of CTU ``c`` in frame ``f`` of encode ``k`` (frame QP ``q``, quantiser step
+``Delta = 4 HU * 2^((q - 4) / 6)``): ``A = sum_px log2(1 + |e| / Delta)``, with ``e`` the
+residual against a cheap prediction: the 8x8 block mean of the original for the I frame, the
+co-located pixels of the *decoded* previous frame of encode ``k`` for P frames. Shares are
+``A / sum_c A`` (uniform when the frame has no residual at all).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from dmic_core.agents.spaces import PAPER, ActionSpace, get_space
+from dmic_core.codecs.qp import CODEC_QP_MAX, CODEC_QP_MIN, CTU_SIZE, ctu_grid_shape, dmic_frame_qps, p_frame_delta
+from dmic_core.evaluation import TaskReference, accuracy_drop, make_reference
+from dmic_core.metrics.task import segmentation_scores
+from dmic_core.pipeline import TASK_CODING, CodingSetup, code_volume
+from dmic_core.segmentation.base import Segmenter
+from dmic_core.volume import Volume
+
+#: QP_I of the reference decision that normalises the rate.
+RATE_REFERENCE_QP_I = 22
+#: HU per quantisation level at QP 4 (4 HU per 10-bit level over the full range, step 1 at QP 4).
+HU_PER_LEVEL = 4.0
+
+
+def reward(rate: float | np.ndarray, drop: float | np.ndarray, lam: float | np.ndarray) -> float | np.ndarray:
+    """``-(R + lambda * D)``."""
+    return -(rate + lam * drop)
+
+
+@dataclass
+class Outcome:
+    """Result of one decision on one clip.
+
+    Attributes:
+        bits: coded bits; ``rate``: bits / reference bits; ``bpp``: bits per voxel.
+        miou / vessel_iou / dice: accuracy of the decoded clip's segmentation vs the reference.
+        drop: accuracy drop D; ``reward``: ``-(rate + lambda * drop)``.
+        psnr_hu: PSNR over the HU range of the codec window (4096 HU).
+        source: ``"real"`` or ``"surrogate"``.
+    """
+
+    qp_i: int
+    lam: float
+    bits: float
+    rate: float
+    bpp: float
+    miou: float
+    vessel_iou: float
+    dice: float
+    drop: float
+    reward: float
+    psnr_hu: float
+    source: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ctu_sums(x: np.ndarray) -> np.ndarray:
+    """Sum of ``x`` ``(F, H, W)`` over every CTU: ``(F, rows, cols)`` (partial CTUs: their pixels)."""
+    n, h, w = x.shape
+    rows, cols = ctu_grid_shape(h, w)
+    pad = np.zeros((n, rows * CTU_SIZE, cols * CTU_SIZE), dtype=np.float64 if x.dtype.kind == "f" else np.int64)
+    pad[:, :h, :w] = x
+    return pad.reshape(n, rows, CTU_SIZE, cols, CTU_SIZE).sum(axis=(2, 4))
+
+
+def _psnr(sse: float, n: int, peak: float = 4096.0) -> float:
+    mse = sse / max(n, 1)
+    return float("inf") if mse <= 0 else float(10.0 * np.log10(peak * peak / mse))
+
+
+def _scores_from_counts(tp: np.ndarray, pc: np.ndarray, ref: int, n: int) -> tuple[np.ndarray, ...]:
+    """mIoU, vessel IoU and Dice from true-positive and predicted-positive counts (arrays)."""
+    tp = np.asarray(tp, dtype=np.float64)
+    pc = np.asarray(pc, dtype=np.float64)
+    union = pc + ref - tp
+    vessel = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+    bg_union = n - tp
+    background = np.where(bg_union > 0, (n - union) / np.maximum(bg_union, 1), 1.0)
+    total = pc + ref
+    dice = np.where(total > 0, 2 * tp / np.maximum(total, 1), 1.0)
+    return 0.5 * (vessel + background), vessel, dice
+
+
+class RealEnv:
+    """The real environment of one clip: x265 encode + decode, segmentation, score.
+
+    Args:
+        volume: the clip.
+        segmenter: the task model (also makes the agents' mask: the segmentation of the original).
+        label: ground truth, the accuracy reference when given.
+        reference: a precomputed :class:`TaskReference` (skips segmenting the original).
+        setup: coding setup (default :data:`dmic_core.pipeline.TASK_CODING`).
+    """
+
+    def __init__(self, volume: Volume, segmenter: Segmenter, label: np.ndarray | None = None, *,
+                 reference: TaskReference | None = None, setup: CodingSetup = TASK_CODING,
+                 space: ActionSpace | str = PAPER):
+        self.volume = volume
+        self.segmenter = segmenter
+        self.reference = reference if reference is not None else make_reference(segmenter, volume, label)
+        self.setup = setup
+        self.space = get_space(space)
+        self._bits_ref: float | None = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The mask the agents see: segmentation of the original."""
+        return self.reference.roi
+
+    @property
+    def bits_ref(self) -> float:
+        """Bits of the reference decision (encoded once, lazily)."""
+        if self._bits_ref is None:
+            coded = code_volume(self.volume, frame_qps=dmic_frame_qps(RATE_REFERENCE_QP_I, self.volume.n_frames),
+                                setup=self.setup)
+            self._bits_ref = float(coded.encode.total_bits)
+        return self._bits_ref
+
+    def step(self, qp_i: int, offsets: np.ndarray | None, lam: float) -> Outcome:
+        """Really code the clip with ``qp_i`` and CTU ``offsets`` and score it at ``lam``."""
+        t0 = time.perf_counter()
+        n = self.volume.n_frames
+        frame_qps = dmic_frame_qps(int(qp_i), n)
+        coded = code_volume(self.volume, frame_qps=frame_qps, ctu_dqp=offsets, setup=self.setup)
+        t1 = time.perf_counter()
+        scores = segmentation_scores(self.segmenter.segment(coded.recon), self.reference.reference)
+        t2 = time.perf_counter()
+        bits = float(coded.encode.total_bits)
+        drop = accuracy_drop(scores, self.reference)
+        rate = bits / self.bits_ref
+        diff = coded.recon.hu.astype(np.float64) - self.volume.hu.astype(np.float64)
+        return Outcome(int(qp_i), float(lam), bits, rate, bits / self.volume.hu.size, scores["miou"],
+                       scores["vessel_iou"], scores["dice"], drop, float(reward(rate, drop, lam)),
+                       _psnr(float(np.sum(diff * diff)), diff.size), "real",
+                       {"code": t1 - t0, "segment": t2 - t1})
+
+
+def cache_keys(space: ActionSpace, n_frames: int) -> list[tuple[int, int]]:
+    """Uniform encodes ``(d, s)`` a surrogate of ``space`` needs: band ``d``, QP shift ``s``."""
+    keys = set()
+    for qp_i in space.qp_i:
+        for off in space.offsets:
+            keys.add((p_frame_delta(qp_i), qp_i + off))
+    return sorted(keys)
+
+
+def band_pattern(d: int, n_frames: int) -> np.ndarray:
+    """Frame QPs minus QP_I for band ``d`` (the GOP-8 pattern)."""
+    rep = {6: 14, 7: 22, 8: 30}[d]
+    return dmic_frame_qps(rep, n_frames) - rep
+
+
+def key_frame_qps(key: tuple[int, int], n_frames: int) -> np.ndarray:
+    d, s = key
+    return np.clip(s + band_pattern(d, n_frames), CODEC_QP_MIN, CODEC_QP_MAX).astype(np.int32)
+
+
+def _rate_activity(orig: np.ndarray, recon: np.ndarray, frame_qps: np.ndarray) -> np.ndarray:
+    """Per-CTU residual activity ``A`` (see module docstring): ``(F, rows, cols)``."""
+    n, h, w = orig.shape
+    x = orig.astype(np.float32)
+    pred = np.empty_like(x)
+    hb, wb = h // 8 * 8, w // 8 * 8
+    blocks = x[0, :hb, :wb].reshape(hb // 8, 8, wb // 8, 8).mean(axis=(1, 3))
+    pred[0] = x[0]
+    pred[0, :hb, :wb] = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1)
+    if n > 1:
+        pred[1:] = recon[:-1]
+    step = HU_PER_LEVEL * 2.0 ** ((np.asarray(frame_qps, dtype=np.float32) - 4.0) / 6.0)
+    act = np.log2(1.0 + np.abs(x - pred) / step[:, None, None])
+    return ctu_sums(act)
+
+
+@dataclass
+class ClipCache:
+    """Surrogate of one clip built from real uniform encodes (see the module docstring).
+
+    Arrays are indexed by encode ``k`` (``keys[k] = (d, s)``), frame, CTU row, CTU column.
+    """
+
+    space_name: str
+    keys: list[tuple[int, int]]
+    frame_bits: np.ndarray      # (K, F) bits of each frame
+    share: np.ndarray           # (K, F, R, C) CTU rate share within its frame
+    tp: np.ndarray              # (K, F, R, C) segmentation true positives
+    pc: np.ndarray              # (K, F, R, C) segmentation predicted positives
+    sse: np.ndarray             # (K, F, R, C) squared HU error
+    ref_count: int              # |reference mask|
+    n_voxels: int
+    original_miou: float
+    bits_ref: float
+    shape: tuple[int, int, int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------- building
+    @classmethod
+    def build(cls, volume: Volume, segmenter: Segmenter, reference: TaskReference, *,
+              space: ActionSpace | str = PAPER, setup: CodingSetup = TASK_CODING,
+              progress: Callable[[int, int], None] | None = None) -> "ClipCache":
+        """Encode ``volume`` once per needed uniform decision and keep the per-CTU quantities."""
+        space = get_space(space)
+        n, h, w = volume.shape
+        rows, cols = ctu_grid_shape(h, w)
+        keys = cache_keys(space, n)
+        k_n = len(keys)
+        frame_bits = np.zeros((k_n, n), dtype=np.float64)
+        share = np.zeros((k_n, n, rows, cols), dtype=np.float32)
+        tp = np.zeros((k_n, n, rows, cols), dtype=np.int32)
+        pc = np.zeros((k_n, n, rows, cols), dtype=np.int32)
+        sse = np.zeros((k_n, n, rows, cols), dtype=np.float64)
+        ref = np.asarray(reference.reference) > 0
+        orig = volume.hu.astype(np.float32)
+        t0 = time.perf_counter()
+        seconds = {"code": 0.0, "segment": 0.0}
+        bits_ref = None
+        ref_qps = dmic_frame_qps(RATE_REFERENCE_QP_I, n)
+        for k, key in enumerate(keys):
+            fq = key_frame_qps(key, n)
+            ta = time.perf_counter()
+            coded = code_volume(volume, frame_qps=fq, setup=setup)
+            tb = time.perf_counter()
+            pred = np.asarray(segmenter.segment(coded.recon)) > 0
+            tc = time.perf_counter()
+            seconds["code"] += tb - ta
+            seconds["segment"] += tc - tb
+            frame_bits[k] = coded.encode.bits_per_frame
+            recon = coded.recon.hu.astype(np.float32)
+            act = _rate_activity(orig, recon, fq)
+            tot = act.sum(axis=(1, 2), keepdims=True)
+            share[k] = np.where(tot > 0, act / np.maximum(tot, 1e-12), 1.0 / (rows * cols))
+            tp[k] = ctu_sums(pred & ref)
+            pc[k] = ctu_sums(pred)
+            sse[k] = ctu_sums((recon - orig) ** 2)
+            if np.array_equal(fq, ref_qps):
+                bits_ref = float(coded.encode.total_bits)
+            if progress is not None:
+                progress(k + 1, k_n)
+        if bits_ref is None:
+            coded = code_volume(volume, frame_qps=ref_qps, setup=setup)
+            bits_ref = float(coded.encode.total_bits)
+        meta = {"setup": asdict(setup), "build_seconds": time.perf_counter() - t0, **seconds,
+                "reference_kind": reference.kind}
+        return cls(space.name, keys, frame_bits, share, tp, pc, sse, int(ref.sum()), int(ref.size),
+                   float(reference.original_scores["miou"]), bits_ref, (n, h, w), meta)
+
+    # ------------------------------------------------------------------------------ evaluation
+    def key_index(self, qp_i: int, offsets: np.ndarray) -> np.ndarray:
+        """Encode index of every CTU ``(F, R, C)`` for a decision."""
+        table = self._table()
+        d = p_frame_delta(int(qp_i))
+        s = int(qp_i) + np.asarray(offsets, dtype=np.int64) - self._s_min
+        inside = (s >= 0) & (s < table.shape[1]) & (6 <= d <= 8)
+        idx = table[min(max(d - 6, 0), 2)][np.clip(s, 0, table.shape[1] - 1)]
+        if not inside.all() or np.any(idx < 0):
+            raise ValueError(f"decision (QP_I {qp_i}, offsets {np.unique(offsets).tolist()}) is outside "
+                             f"the cached {self.space_name} space")
+        return idx
+
+    def _table(self) -> np.ndarray:
+        if not hasattr(self, "_lookup"):
+            s_all = [s for _, s in self.keys]
+            self._s_min = min(s_all)
+            table = np.full((3, max(s_all) - self._s_min + 1), -1, dtype=np.int64)
+            for k, (d, s) in enumerate(self.keys):
+                table[d - 6, s - self._s_min] = k
+            self._lookup = table
+        return self._lookup
+
+    def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        n, rows, cols = idx.shape
+        f = np.arange(n)[:, None, None]
+        r = np.arange(rows)[None, :, None]
+        c = np.arange(cols)[None, None, :]
+        bits = self.frame_bits[idx, np.broadcast_to(f, idx.shape)] * self.share[idx, f, r, c]
+        return bits, self.tp[idx, f, r, c], self.pc[idx, f, r, c], self.sse[idx, f, r, c]
+
+    def evaluate(self, qp_i: int, offsets: np.ndarray | None, lam: float) -> Outcome:
+        """Surrogate outcome of a decision (``offsets=None``: all zero)."""
+        n, h, w = self.shape
+        rows, cols = ctu_grid_shape(h, w)
+        if offsets is None:
+            offsets = np.zeros((n, rows, cols), dtype=np.int32)
+        bits, tp, pc, sse = self._gather(self.key_index(qp_i, offsets))
+        total = float(bits.sum())
+        miou, vessel, dice = _scores_from_counts(tp.sum(), pc.sum(), self.ref_count, self.n_voxels)
+        drop = self.original_miou - float(miou)
+        rate = total / self.bits_ref
+        return Outcome(int(qp_i), float(lam), total, rate, total / self.n_voxels, float(miou), float(vessel),
+                       float(dice), drop, float(reward(rate, drop, lam)), _psnr(float(sse.sum()), self.n_voxels),
+                       "surrogate")
+
+    def ctu_rewards(self, qp_i: int, offsets: np.ndarray, lam: float, baseline_offset: int = 0
+                    ) -> tuple[float, np.ndarray]:
+        """Clip reward and per-CTU *difference rewards* ``(F, R, C)`` of a decision.
+
+        A CTU's difference reward is the clip reward minus the clip reward with only that CTU
+        moved to ``baseline_offset``, times the number of CTUs (so it is on the clip reward's
+        scale). It isolates each CTU's own effect on rate and accuracy from the other CTUs'
+        random choices: the CTU agent's low-variance learning signal.
+        """
+        idx = self.key_index(qp_i, offsets)
+        idx0 = self.key_index(qp_i, np.full_like(np.asarray(offsets), baseline_offset))
+        b, tp, pc, _ = self._gather(idx)
+        b0, tp0, pc0, _ = self._gather(idx0)
+        tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
+        miou, _, _ = _scores_from_counts(tot_tp, tot_pc, self.ref_count, self.n_voxels)
+        r = float(reward(tot_b / self.bits_ref, self.original_miou - float(miou), lam))
+        miou_cf, _, _ = _scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count, self.n_voxels)
+        r_cf = reward((tot_b - b + b0) / self.bits_ref, self.original_miou - miou_cf, lam)
+        return r, (r - r_cf) * idx.size
+
+    # ---------------------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path, keys=np.asarray(self.keys, dtype=np.int32), frame_bits=self.frame_bits, share=self.share,
+            tp=self.tp, pc=self.pc, sse=self.sse.astype(np.float32),
+            scalars=np.asarray([self.ref_count, self.n_voxels, self.original_miou, self.bits_ref], np.float64),
+            shape=np.asarray(self.shape), space=np.asarray(self.space_name), meta=np.asarray(repr(self.meta)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ClipCache":
+        z = np.load(path, allow_pickle=False)
+        ref_count, n_vox, omiou, bits_ref = z["scalars"].tolist()
+        return cls(str(z["space"]), [tuple(int(v) for v in k) for k in z["keys"]], z["frame_bits"], z["share"],
+                   z["tp"], z["pc"], z["sse"].astype(np.float64), int(ref_count), int(n_vox), float(omiou),
+                   float(bits_ref), tuple(int(v) for v in z["shape"]), {"meta": str(z["meta"])})
+
+
+def random_decision(space: ActionSpace, foreground: np.ndarray, rng: np.random.Generator,
+                    qp_i: int | None = None) -> tuple[int, np.ndarray]:
+    """A random valid decision: QP_I uniform over the space, each CTU's offset uniform over its set."""
+    if qp_i is None:
+        qp_i = int(rng.choice(space.qp_i))
+    valid = space.ctu_action_mask(foreground)
+    u = rng.random(valid.shape) * valid
+    actions = np.argmax(u, axis=-1)
+    return qp_i, space.offset_of(actions)
+
+
+def surrogate_error(volume: Volume, segmenter: Segmenter, reference: TaskReference, cache: ClipCache,
+                    decisions: Sequence[tuple[int, np.ndarray]], lam: float = 10.0, *,
+                    setup: CodingSetup = TASK_CODING) -> list[dict[str, float]]:
+    """Surrogate vs real encode for each decision: rows of bits, mIoU, drop and reward, both ways."""
+    env = RealEnv(volume, segmenter, reference=reference, setup=setup, space=cache.space_name)
+    env._bits_ref = cache.bits_ref
+    rows = []
+    for qp_i, offsets in decisions:
+        real = env.step(qp_i, offsets, lam)
+        sur = cache.evaluate(qp_i, offsets, lam)
+        rows.append({"qp_i": qp_i, "mean_offset": float(np.mean(offsets)),
+                     "bits_real": real.bits, "bits_sur": sur.bits,
+                     "bits_rel_err": sur.bits / real.bits - 1.0,
+                     "miou_real": real.miou, "miou_sur": sur.miou, "miou_err": sur.miou - real.miou,
+                     "vessel_iou_real": real.vessel_iou, "vessel_iou_sur": sur.vessel_iou,
+                     "reward_real": real.reward, "reward_sur": sur.reward,
+                     "psnr_real": real.psnr_hu, "psnr_sur": sur.psnr_hu})
+    return rows
