@@ -43,9 +43,9 @@ class CodingSetup:
         return get_codec(self.codec, **kwargs)
 
 
-#: Coding used by agents, sweeps and the app: 10 bits over the full HU range is exactly the
-#: paper's 4 HU per level, so paper QPs are the coded QPs and nothing is windowed away.
-TASK_CODING = CodingSetup(bit_depth=10, window=(-1024.0, 3072.0))
+#: Coding used by agents, sweeps and the app: the default 12 bits over the full HU range (nothing
+#: windowed away). Paper QPs 12..53 map to coded QPs 0..41 there, so no action is clipped.
+TASK_CODING = CodingSetup()
 
 
 @dataclass

@@ -50,11 +50,12 @@ def test_8_and_10_bit_defaults_are_the_ccta_window():
 
 
 def test_qp_shift_consistency():
-    assert qp_shift(12, SampleMapping(12).window_hu) == pytest.approx(12.0)
+    # HEVC's quantiser scales with bit depth, so only the window width moves QPs (see qp.py).
+    assert qp_shift(12, SampleMapping(12).window_hu) == pytest.approx(-12.0)
     assert qp_shift(8, SampleMapping(8).window_hu) == pytest.approx(0.0)
-    assert qp_shift(10, SampleMapping(10).window_hu) == pytest.approx(12.0)
-    # 10 bits over the full range is 4 HU per level: paper QPs are coded QPs
-    assert qp_shift(10, SampleMapping(10, (-1024.0, 3072.0)).window_hu) == pytest.approx(0.0)
+    assert qp_shift(10, SampleMapping(10).window_hu) == pytest.approx(0.0)
+    assert qp_shift(10, SampleMapping(10, (-1024.0, 3072.0)).window_hu) == pytest.approx(-12.0)
+    assert qp_shift(8, SampleMapping(8, (-1024.0, 3072.0)).window_hu) == pytest.approx(-12.0)
 
 
 @pytest.mark.parametrize("kwargs", [dict(bit_depth=9), dict(bit_depth=16), dict(bit_depth=8, window=(100, 100)),

@@ -41,11 +41,16 @@ def test_paper_rule_reproduces_hm_at_qp_i_21() -> None:
     np.testing.assert_array_equal(dmic_frame_qps(21, 33), hm_anchor_frame_qps(22, 33))
 
 
-def test_twelve_bit_mapping_adds_12_and_clips_to_51() -> None:
-    assert qp_shift(12, 4096.0) == pytest.approx(12.0)
+def test_full_range_mapping_subtracts_12_and_clips_to_codec_range() -> None:
+    # The HU step depends on the window width only (HEVC scales its quantiser with bit depth).
+    assert qp_shift(12, 4096.0) == pytest.approx(-12.0)
+    assert qp_shift(10, 4096.0) == pytest.approx(-12.0)
     assert qp_shift(8, 1024.0) == pytest.approx(0.0)
-    assert paper_to_coded_qp([22, 27, 32, 37, 45], 12, 4096.0).tolist() == [34, 39, 44, 49, 51]
-    assert coded_to_paper_qp(34, 12, 4096.0) == pytest.approx(22.0)
+    assert qp_shift(12, 1024.0) == pytest.approx(0.0)
+    assert paper_to_coded_qp([10, 22, 27, 32, 37, 53, 70], 12, 4096.0).tolist() == [0, 10, 15, 20, 25, 41, 51]
+    assert coded_to_paper_qp(10, 12, 4096.0) == pytest.approx(22.0)
+    with pytest.raises(ValueError):
+        qp_shift(9, 4096.0)
     with pytest.raises(ValueError):
         qp_shift(12, 0.0)
 

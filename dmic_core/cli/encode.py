@@ -39,6 +39,7 @@ def run(args) -> int:
         volume = volume.slab(start, stop)
     n, h, w = volume.shape
     ctu_dqp = None
+    mask = None
     if args.ctu_dqp is not None:
         try:
             ctu_dqp = np.load(args.ctu_dqp)
@@ -64,7 +65,7 @@ def run(args) -> int:
     if coded.qp_map is not None:
         np.save(args.out / "qp_map.npy", coded.qp_map)
     result = {"input": str(args.input), "slices": [start, stop], "qp_i": args.qp,
-              **coded.summary(volume), "outputs": {"stream": "stream.hevc", "recon": "recon.nii.gz"}}
+              **coded.summary(volume, mask), "outputs": {"stream": "stream.hevc", "recon": "recon.nii.gz"}}
     write_json(args.out / "result.json", result)
     print_json({k: result[k] for k in ("bits", "bytes", "bpp", "compression_ratio", "psnr_hu",
                                        "mean_abs", "max_abs", "encode_seconds", "decode_seconds")})

@@ -1,9 +1,16 @@
 """QP facts, in one place: the frame-level QP structure and what a QP means in Hounsfield units.
 
 Everything user-facing (agents, sweeps, the app, ``result.json``) speaks *paper QPs*: QPs of
-8-bit video whose 256 levels span a 1024-HU CCTA window, i.e. 4 HU per level, as in the DMIC
-paper. A codec is driven with *coded QPs*: the paper QP shifted so that the quantisation step,
-measured in HU, is the same at the coded bit depth and window (the HEVC step doubles every 6 QP).
+8-bit video whose 256 levels span a 1024-HU CCTA window (4 HU per level), as in the DMIC paper.
+A codec is driven with *coded QPs*: the paper QP shifted so that the quantisation step, measured
+in HU, is the same at the coded bit depth and window.
+
+HEVC scales its quantiser with the bit depth (the step for a given QP is a fixed fraction of the
+sample range: 12-bit video at QP q has the same step *relative to its range* as 8-bit video at q).
+So the step in HU depends on the window width alone, not on the bit depth:
+``step_HU(QP', W) = step_HU(QP, 1024) <=> QP' = QP + 6 log2(1024 / W)``. Over the full 4096-HU
+range that is ``QP - 12`` at 8, 10 and 12 bits alike; over a 1024-HU window it is ``QP``.
+(Measured: tests/test_qp_meaning.py and docs/codec.md encode real CT at 8/10/12 bits.)
 """
 
 from __future__ import annotations
@@ -33,15 +40,16 @@ PAPER_QP_I_MAX = 37
 
 
 def qp_shift(bit_depth: int, window_hu: float) -> float:
-    """QP offset that gives a paper QP the same HU step at ``bit_depth`` over ``window_hu``.
+    """QP offset that gives a paper QP the same HU step when ``window_hu`` HU span the samples.
 
-    ``QP' = QP + 6 log2(ref HU per level / coded HU per level)``; e.g. +12 at 12 bits with 1 HU
-    per level, 0 at 8 bits over a 1024-HU window.
+    ``QP' = QP + 6 log2(1024 / window_hu)``: -12 for the full 4096-HU range, 0 for a 1024-HU
+    window. ``bit_depth`` is validated but cancels out (HEVC's quantiser scales with it).
     """
+    if bit_depth not in (8, 10, 12):
+        raise ValueError(f"bit depth must be 8, 10 or 12, got {bit_depth}")
     if window_hu <= 0:
         raise ValueError(f"window width must be positive, got {window_hu}")
-    coded_hu_per_level = window_hu / float(2**bit_depth)
-    return 6.0 * math.log2(REFERENCE_HU_PER_LEVEL / coded_hu_per_level)
+    return 6.0 * math.log2(REFERENCE_WINDOW_HU / float(window_hu))
 
 
 def paper_to_coded_qp(paper_qp: np.ndarray | Sequence[float] | float, bit_depth: int,
