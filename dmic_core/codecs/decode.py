@@ -20,8 +20,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
-import av
 import numpy as np
 
 from dmic_core.errors import CodecError, CodecUnavailableError
@@ -47,8 +47,8 @@ def pyav_decodes_exactly(bit_depth: int, max_qp: int) -> bool:
     return bit_depth < 12 or max_qp <= FFMPEG_MAX_QP_12BIT
 
 
-def _luma(frame: av.VideoFrame, bit_depth: int) -> np.ndarray:
-    """The decoder's native luma plane of ``frame`` as uint16 ``(H, W)``."""
+def _luma(frame: Any, bit_depth: int) -> np.ndarray:
+    """The decoder's native luma plane of a PyAV ``VideoFrame`` as uint16 ``(H, W)``."""
     component_bits = frame.format.components[0].bits
     if component_bits != bit_depth:
         raise CodecError(f"stream is {component_bits}-bit ({frame.format.name}), expected "
@@ -62,6 +62,8 @@ def _luma(frame: av.VideoFrame, bit_depth: int) -> np.ndarray:
 
 def decode_pyav(bitstream: bytes, bit_depth: int) -> np.ndarray:
     """Decode with FFmpeg through PyAV (see the module note on 12-bit QP >= 50)."""
+    import av  # noqa: PLC0415 - imported late so the codecs package loads without PyAV
+
     ctx = av.CodecContext.create("hevc", "r")
     frames: list[np.ndarray] = []
     try:

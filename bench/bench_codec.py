@@ -1,0 +1,191 @@
+"""Speed, size and quality of the codec backends on real CT, to choose x265's default preset.
+
+Codes 33 axial slices of /work/shared/data/cta-aorta-crop/ct.nii.gz, resampled in-plane to
+512x512 (linear) and mapped to 12-bit samples (HU -1024..3071 -> 0..4095), with the paper's
+frame QPs (``dmic_frame_qps``) at paper QP_I 22/27/32/37 (coded QP = paper QP + 12, clipped
+to 51), with and without a random per-CTU offset map in {-2, 0, 2, 4, 6, 8}. For each x265
+preset it reports seconds per frame, total encode seconds, bits, PSNR (12-bit peak) and peak
+memory, and the BD-rate (PSNR, pchip) against x265 veryslow, a stand-in for HM's quality; HM runs
+side by side when installed (maps only with a map-capable HM).
+
+Usage::
+
+    python bench/bench_codec.py [--presets ultrafast,fast,medium,slow,veryslow] [--threads 2]
+                                [--frames 33] [--out bench/results/codec.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CT_PATH = Path("/work/shared/data/cta-aorta-crop/ct.nii.gz")
+PAPER_QP_I = (22, 27, 32, 37)
+MAP_VALUES = (-2, 0, 2, 4, 6, 8)
+BIT_DEPTH = 12
+WINDOW_HU = 4096.0
+
+
+def load_ct_frames(path: Path, n_frames: int, size: int = 512) -> np.ndarray:
+    """``n_frames`` central axial slices, resampled to ``size``x``size``, as 12-bit samples."""
+    import nibabel as nib
+    from scipy.ndimage import zoom
+
+    hu = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)  # (x, y, z), RAS-ish
+    start = max(0, (hu.shape[2] - n_frames) // 2)
+    slices = [hu[:, :, k].T for k in range(start, start + n_frames)]  # rows = y, cols = x
+    frames = [zoom(s, (size / s.shape[0], size / s.shape[1]), order=1) for s in slices]
+    samples = np.clip(np.rint(np.stack(frames)), -1024, 3071) + 1024
+    return samples.astype(np.uint16)
+
+
+def psnr(recon: np.ndarray, frames: np.ndarray) -> float:
+    mse = np.mean((recon.astype(np.float64) - frames.astype(np.float64)) ** 2)
+    return float(10 * np.log10((2**BIT_DEPTH - 1) ** 2 / max(mse, 1e-12)))
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux), so each run has its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(codec: Any, frames: np.ndarray, qps: np.ndarray,
+            offsets: np.ndarray | None) -> dict[str, Any]:
+    """Encode once and measure; peak RSS is per run where /proc allows, else process-wide."""
+    per_run = _reset_peak_rss()
+    tracemalloc.start()
+    start = time.perf_counter()
+    res = codec.encode(frames, BIT_DEPTH, qps, offsets)
+    wall = time.perf_counter() - start
+    _, py_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "encode_s": round(res.encode_seconds, 3),
+        "s_per_frame": round(res.encode_seconds / len(frames), 4),
+        "wall_s": round(wall, 3),
+        "bits": int(res.total_bits),
+        "kbits": round(res.total_bits / 1000, 1),
+        "psnr_db": round(psnr(res.recon, frames), 3),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_scope": "run" if per_run else "process",
+        "python_peak_mb": round(py_peak / 2**20, 1),
+        "recon_check": res.params.get("recon_check", "decoded"),
+    }
+
+
+def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
+    """BD-rate (%) of ``test`` against ``anchor`` on (bits, PSNR), pchip; None if undefined."""
+    try:
+        import bjontegaard as bd
+
+        return round(float(bd.bd_rate([r["bits"] for r in anchor], [r["psnr_db"] for r in anchor],
+                                      [r["bits"] for r in test], [r["psnr_db"] for r in test],
+                                      method="pchip", min_overlap=0.5)), 2)
+    except Exception:  # noqa: BLE001 - too little overlap or a missing package
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dmic_core.codecs import CODECS, get_codec
+    from dmic_core.codecs.qp import ctu_grid_shape, dmic_frame_qps, paper_to_coded_qp
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--presets", default="ultrafast,fast,medium,slow,veryslow")
+    ap.add_argument("--threads", type=int, default=2, help="x265 worker threads (pools)")
+    ap.add_argument("--frames", type=int, default=33)
+    ap.add_argument("--ct", type=Path, default=CT_PATH)
+    ap.add_argument("--no-map", action="store_true", help="skip the per-CTU map runs")
+    ap.add_argument("--out", type=Path, default=RESULTS / "codec.json")
+    args = ap.parse_args(argv)
+
+    frames = load_ct_frames(args.ct, args.frames)
+    n, height, width = frames.shape
+    rng = np.random.default_rng(2024)
+    ctu_map = rng.choice(MAP_VALUES, size=(n, *ctu_grid_shape(height, width))).astype(np.int64)
+    maps = {"none": None} if args.no_map else {"none": None, "random": ctu_map}
+
+    configs: list[tuple[str, Any]] = [
+        (f"x265 {p}", get_codec("x265", preset=p, threads=args.threads))
+        for p in args.presets.split(",") if p]
+    hm_reason = CODECS["hm"].availability()
+    if hm_reason is None:
+        configs.append(("HM", get_codec("hm")))
+
+    rows: list[dict[str, Any]] = []
+    print(f"{n} frames {height}x{width}, 12-bit, threads={args.threads}, cpus={os.cpu_count()}")
+    print(f"{'codec':<16} {'map':<7} {'QP_I':>4} {'s/frame':>8} {'total s':>8} {'kbits':>9} "
+          f"{'PSNR dB':>8} {'peak MB':>8}")
+    for name, codec in configs:
+        for map_name, offsets in maps.items():
+            if name == "HM" and offsets is not None and not codec.supports_ctu_map():
+                continue
+            for qp_i in PAPER_QP_I:
+                qps = paper_to_coded_qp(dmic_frame_qps(qp_i, n), BIT_DEPTH, WINDOW_HU)
+                row = {"codec": name, "map": map_name, "paper_qp_i": qp_i,
+                       "coded_qp_i": int(qps[0]), **run_one(codec, frames, qps, offsets)}
+                rows.append(row)
+                print(f"{name:<16} {map_name:<7} {qp_i:>4} {row['s_per_frame']:>8.3f} "
+                      f"{row['encode_s']:>8.2f} {row['kbits']:>9.1f} {row['psnr_db']:>8.2f} "
+                      f"{row['peak_rss_mb']:>8.0f}", flush=True)
+
+    summary: list[dict[str, Any]] = []
+    for name, _ in configs:
+        for map_name in maps:
+            runs = [r for r in rows if r["codec"] == name and r["map"] == map_name]
+            ref = [r for r in rows if r["codec"] == "x265 veryslow" and r["map"] == map_name]
+            hm = [r for r in rows if r["codec"] == "HM" and r["map"] == map_name]
+            if not runs:
+                continue
+            summary.append({
+                "codec": name, "map": map_name,
+                "total_encode_s": round(sum(r["encode_s"] for r in runs), 2),
+                "mean_encode_s": round(float(np.mean([r["encode_s"] for r in runs])), 2),
+                "bd_rate_vs_veryslow_pct": bd_rate(ref, runs) if ref else None,
+                "bd_rate_vs_hm_pct": bd_rate(hm, runs) if hm else None,
+            })
+    print(f"\n{'codec':<16} {'map':<7} {'mean s/run':>10} {'BD-rate vs veryslow %':>22} "
+          f"{'vs HM %':>8}")
+    for s in summary:
+        print(f"{s['codec']:<16} {s['map']:<7} {s['mean_encode_s']:>10.2f} "
+              f"{str(s['bd_rate_vs_veryslow_pct']):>22} {str(s['bd_rate_vs_hm_pct']):>8}")
+    if hm_reason is not None:
+        print(f"HM not run: {hm_reason}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "data": str(args.ct), "frames": n, "size": [height, width], "bit_depth": BIT_DEPTH,
+        "threads": args.threads, "cpus": os.cpu_count(), "machine": platform.processor() or
+        platform.machine(), "hm": hm_reason or "present", "rows": rows, "summary": summary,
+    }, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
