@@ -7,6 +7,7 @@ the volume is really encoded and decoded, and the decoded volume is segmented an
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -19,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from dmic_core.codecs.qp import PAPER_QP_I_MAX, PAPER_QP_I_MIN, dmic_frame_qps, hm_anchor_frame_qps
+from dmic_core.assets import ASSETS_DIR
 from dmic_core.evaluation import TaskReference, make_reference, task_accuracy
 from dmic_core.io import load_label, load_volume, save_nifti
-from dmic_core.maps import ctu_mask_ratio
 from dmic_core.metrics.bd import bd_quality, bd_rate, upper_envelope
 from dmic_core.pipeline import TASK_CODING, CodingSetup, CodedVolume, code_volume
 from dmic_core.segmentation import Segmenter, load_segmenter
@@ -31,6 +32,8 @@ HANDCRAFTED = ("linear", "exp", "square", "log", "sqrt")
 METHOD_NAMES = ("hevc", "dmic", *HANDCRAFTED, "ratecontrol")
 DEFAULT_QPS = (12, 17, 22, 27, 32, 37, 42)
 DEFAULT_LAMBDAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+#: Agent checkpoints tried in order when none is named: few-shot tuned, then pretrained.
+DEFAULT_AGENT_ASSETS = ("agents_dmic.pt", "agents_pretrained.pt")
 #: Nominal frame rate that turns a target rate in bits per frame into x265's kbps.
 RATE_CONTROL_FPS = 25.0
 
@@ -107,22 +110,33 @@ def _decide_hevc(case: Case, setting: float, setup: CodingSetup, **_: Any) -> De
 
 def _decide_handcrafted(kind: str) -> Callable[..., Decision]:
     def decide(case: Case, setting: float, setup: CodingSetup, **_: Any) -> Decision:
-        from dmic_core.agents.handcrafted import handcrafted_ctu_dqp
+        from dmic_core.agents.handcrafted import handcrafted_offsets
 
         start = time.perf_counter()
         qp_i = int(np.clip(int(setting), PAPER_QP_I_MIN, PAPER_QP_I_MAX))
-        dqp = handcrafted_ctu_dqp(kind, ctu_mask_ratio(case.reference.roi))
+        dqp = handcrafted_offsets(case.reference.roi, kind)
         return Decision(dmic_frame_qps(qp_i, case.volume.n_frames), dqp, seconds=time.perf_counter() - start)
 
     return decide
 
 
-def _decide_dmic(case: Case, setting: float, setup: CodingSetup, agents: str | None = None, **_: Any) -> Decision:
-    from dmic_core.agents.inference import decide_qps
+@functools.lru_cache(maxsize=4)
+def load_agents(checkpoint: str | None = None):
+    """The agents of ``checkpoint`` (default: the shipped tuned agents, else the pretrained ones)."""
+    from dmic_core.agents.dmic import DMICAgents
+    from dmic_core.assets import asset_path
 
+    if checkpoint is None:
+        names = [n for n in DEFAULT_AGENT_ASSETS if (ASSETS_DIR / n).is_file()]
+        checkpoint = str(asset_path(names[0] if names else DEFAULT_AGENT_ASSETS[0]))
+    return DMICAgents.load(checkpoint)
+
+
+def _decide_dmic(case: Case, setting: float, setup: CodingSetup, agents: str | None = None, **_: Any) -> Decision:
     start = time.perf_counter()
-    frame_qps, ctu_dqp, info = decide_qps(case.volume, case.reference.roi, float(setting), checkpoint=agents)
-    return Decision(frame_qps, ctu_dqp, seconds=time.perf_counter() - start, info=info)
+    decision = load_agents(agents).decide(case.volume.hu, case.reference.roi, float(setting))
+    return Decision(decision.frame_qps, decision.offsets, seconds=time.perf_counter() - start,
+                    info={"qp_i": decision.qp_i, "agent_seconds": decision.seconds})
 
 
 def _decide_ratecontrol(case: Case, setting: float, setup: CodingSetup, anchor_bits: float | None = None,
