@@ -9,7 +9,7 @@ rows stretched by the slice spacing so anatomy keeps its proportions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -198,3 +198,24 @@ def per_frame_accuracy(reference: np.ndarray, decoded_mask: np.ndarray) -> np.nd
     union = (ref | dec).sum(axis=1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, inter / union, np.nan)
+
+
+def zoom_crop(rgb: np.ndarray, zoom: float, center: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """The ``1/zoom`` part of an image around ``center`` (fractions of height, width), unscaled."""
+    if zoom <= 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    ch, cw = max(1, int(round(h / zoom))), max(1, int(round(w / zoom)))
+    top = int(np.clip(round(center[0] * h - ch / 2), 0, h - ch))
+    left = int(np.clip(round(center[1] * w - cw / 2), 0, w - cw))
+    return rgb[top:top + ch, left:left + cw]
+
+
+def qp_offset_map(qp_map: np.ndarray, frame_qps: Sequence[float] | None) -> np.ndarray:
+    """Per-CTU QP offsets from an absolute QP map: minus each frame's QP (or its median CTU QP)."""
+    qp_map = np.asarray(qp_map, dtype=np.float32)
+    if frame_qps is not None and len(frame_qps) == qp_map.shape[0]:
+        base = np.asarray(frame_qps, dtype=np.float32)[:, None, None]
+    else:
+        base = np.median(qp_map.reshape(qp_map.shape[0], -1), axis=1)[:, None, None]
+    return qp_map - base

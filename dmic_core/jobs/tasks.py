@@ -51,10 +51,10 @@ def _setup(params: dict[str, Any]):
     raw = params.get("setup") or {}
     if not raw:
         return TASK_CODING
-    window = raw.get("window")
+    window = raw["window"] if "window" in raw else TASK_CODING.window  # None: the depth's default
     return CodingSetup(codec=raw.get("codec", "x265"), preset=raw.get("preset"),
                        bit_depth=int(raw.get("bit_depth", TASK_CODING.bit_depth)),
-                       window=tuple(window) if window else TASK_CODING.window)
+                       window=None if window is None else (float(window[0]), float(window[1])))
 
 
 _CASES: dict[tuple, Any] = {}

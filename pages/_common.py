@@ -1,0 +1,284 @@
+"""Shared page helpers: the session's workspace, cached loaders and probes, job views.
+
+Only UI glue lives here (session state, Streamlit caches, widgets); algorithms are in
+``dmic_core`` (rendering in :mod:`dmic_core.render`, jobs in :mod:`dmic_core.jobs`).
+
+Workspaces: every browser session works in ``<root>/<id>`` where ``root`` is
+``$DMIC_WORKSPACE_ROOT`` (default ``~/.dmic/workspaces``) and ``id`` a random 128-bit token kept
+in the URL (``?ws=``) so a page reload finds the same workspace and its jobs. Uploads are stored
+under neutral names (``image.nii.gz``); original file names stay in the session only. Jobs of all
+sessions share one store and one runner in ``<root>/_jobs`` (one global concurrency limit, fair
+queueing between sessions); each session sees only its own jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dmic_core.errors import DmicInputError
+from dmic_core.jobs import JobStore, default_workers, ensure_runner, runner_alive
+
+_WS_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+IMAGE_TYPES = ["nii", "gz", "zip", "nrrd", "mha"]
+
+
+# --- workspace and session state -----------------------------------------------------------
+
+def workspace_root() -> Path:
+    return Path(os.environ.get("DMIC_WORKSPACE_ROOT", Path.home() / ".dmic" / "workspaces")).expanduser()
+
+
+def jobs_dir() -> Path:
+    return workspace_root() / "_jobs"
+
+
+def init_state() -> dict[str, Any]:
+    """The session's state, created once: workspace id (also in the URL) and current volume."""
+    ss = st.session_state
+    if "ws_id" not in ss:
+        wanted = st.query_params.get("ws", "")
+        ss.ws_id = wanted if _WS_PATTERN.match(wanted or "") else uuid.uuid4().hex
+        ss.current = _read_current(workspace_root() / ss.ws_id)
+    if st.query_params.get("ws") != ss.ws_id:
+        st.query_params["ws"] = ss.ws_id
+    workspace().mkdir(parents=True, exist_ok=True)
+    return {"ws_id": ss.ws_id, "current": ss.current}
+
+
+def workspace() -> Path:
+    return workspace_root() / st.session_state.ws_id
+
+
+def _read_current(ws: Path) -> dict[str, Any] | None:
+    try:
+        current = json.loads((ws / "current.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return current if Path(current.get("image", "")).is_file() else None
+
+
+def set_current(image: Path, label: Path | None, name: str, label_name: str | None = None) -> None:
+    """Make a volume the session's current one (kept in the workspace across reloads)."""
+    current = {"image": str(image), "label": None if label is None else str(label), "name": name,
+               "label_name": label_name}
+    tmp = workspace() / "current.json.tmp"
+    tmp.write_text(json.dumps(current))
+    tmp.replace(workspace() / "current.json")
+    st.session_state.current = current
+
+
+def current_volume() -> dict[str, Any] | None:
+    return st.session_state.get("current")
+
+
+def require_volume() -> dict[str, Any]:
+    current = current_volume()
+    if current is None:
+        st.info("No volume yet: upload one on **Upload & inspect**, or run the example on **Home**.")
+        st.page_link("pages/upload.py", label="Upload & inspect", icon=":material/upload:")
+        st.stop()
+    return current
+
+
+def save_upload(data: bytes, original_name: str, stem: str) -> Path:
+    """Store uploaded bytes under a neutral name (``<stem><suffix>``) in a content-addressed folder."""
+    lower = original_name.lower()
+    suffix = next((s for s in (".nii.gz", ".nii", ".zip", ".nrrd", ".mha") if lower.endswith(s)),
+                  Path(lower).suffix or ".bin")
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder = workspace() / "uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}{suffix}"
+    if not path.is_file() or path.stat().st_size != len(data):
+        tmp = folder / f".{stem}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+# --- cached loaders ------------------------------------------------------------------------
+# Volumes are cache_resource (shared, read-only, never copied): st.cache_data would pickle a
+# 140 MB array on every rerun and break the 0.3 s redraw budget. Rendered slices are cache_data.
+
+def _mtime(path: str | Path | None) -> float:
+    return 0.0 if not path else Path(path).stat().st_mtime
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _volume(path: str, mtime: float):
+    from dmic_core.io import load_volume
+
+    return load_volume(path)
+
+
+def load_volume_cached(path: str | Path):
+    return _volume(str(path), _mtime(path))
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _label(path: str, image: str, mtimes: tuple[float, float]) -> np.ndarray:
+    from dmic_core.io import load_label
+
+    return (load_label(path, like=_volume(image, mtimes[1])) > 0).astype(np.uint8)
+
+
+def load_label_cached(path: str | Path, image: str | Path) -> np.ndarray:
+    return _label(str(path), str(image), (_mtime(path), _mtime(image)))
+
+
+@st.cache_resource(show_spinner=False)
+def codec_probe() -> dict[str, str | None]:
+    """Codec name -> None when it runs here, else the reason (probed once per server)."""
+    from dmic_core.codecs import available_codecs
+
+    return available_codecs()
+
+
+@st.cache_resource(show_spinner=False)
+def segmenter_probe() -> dict[str, str | None]:
+    """Which segmenters can run: the built-in model needs its shipped weights."""
+    out: dict[str, str | None] = {"gt": None}
+    try:
+        from dmic_core.segmentation.builtin import default_weights_path
+
+        default_weights_path()
+        out["builtin"] = None
+    except Exception as exc:  # noqa: BLE001 - any reason makes it unavailable
+        out["builtin"] = " ".join(str(exc).split())[:160]
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def method_probe() -> dict[str, str | None]:
+    """Method -> None when its code is present, else why not (methods land one by one)."""
+    from dmic_core.sweep import METHOD_NAMES
+
+    out: dict[str, str | None] = {}
+    for method in METHOD_NAMES:
+        reason = None
+        if method == "dmic":
+            if importlib.util.find_spec("dmic_core.agents.inference") is None:
+                reason = "the DMIC agents' inference module is not installed yet"
+        elif method not in ("hevc", "ratecontrol"):
+            try:
+                from dmic_core.agents import handcrafted
+
+                if not hasattr(handcrafted, "handcrafted_ctu_dqp"):
+                    reason = "hand-crafted maps are not wired into sweeps yet"
+            except ImportError as exc:
+                reason = f"hand-crafted maps unavailable ({exc})"
+        out[method] = reason
+    return out
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _segmenter(name: str):
+    from dmic_core.segmentation import load_segmenter
+
+    return load_segmenter(name)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _model_mask(image: str, mtime: float) -> np.ndarray:
+    return _segmenter("builtin").segment(_volume(image, mtime))
+
+
+def model_mask(image: str | Path) -> np.ndarray:
+    return _model_mask(str(image), _mtime(image))
+
+
+def model_mask_ready(image: str | Path) -> bool:
+    key = f"seg::{image}::{_mtime(image)}"
+    return bool(st.session_state.get(key))
+
+
+def mark_model_mask(image: str | Path) -> None:
+    st.session_state[f"seg::{image}::{_mtime(image)}"] = True
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> JobStore:
+    return JobStore(path)
+
+
+def store() -> JobStore:
+    return _store(str(jobs_dir()))
+
+
+def start_runner() -> None:
+    ensure_runner(jobs_dir(), idle_exit=300.0)
+
+
+def runner_running() -> bool:
+    return runner_alive(jobs_dir())
+
+
+def my_jobs() -> list[dict[str, Any]]:
+    return store().jobs(owner=st.session_state.ws_id)
+
+
+def job_points(job_id: str) -> pd.DataFrame:
+    """The finished points of a job as the sweep's points table (one row per done task)."""
+    rows = []
+    for t in store().tasks(job_id, status="done"):
+        s = t["summary"] or {}
+        rows.append({"method": t["method"], "setting": t["setting"], "bits": s.get("bits"), "bpp": s.get("bpp"),
+                     "miou": s.get("miou"), "dice": s.get("dice"), "vessel_iou": s.get("vessel_iou"),
+                     "psnr_hu": s.get("psnr_hu"), "seconds": s.get("seconds"), "task_id": t["id"],
+                     "out_dir": t["out_dir"]})
+    return pd.DataFrame(rows, columns=["method", "setting", "bits", "bpp", "miou", "dice", "vessel_iou", "psnr_hu",
+                                       "seconds", "task_id", "out_dir"])
+
+
+def job_label(job: dict[str, Any]) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(job["created_at"]))
+    return f"{job['title'] or 'job'} · {when} · {job['status']}"
+
+
+def pick_job(key: str, need_done: bool = True) -> dict[str, Any]:
+    """A selectbox of this session's jobs (with finished points); stops the page when none."""
+    jobs = [j for j in my_jobs() if not need_done or j["counts"]["done"] > 0]
+    if not jobs:
+        st.info("No finished rate points yet: start a job on **Compress**.")
+        st.page_link("pages/compress.py", label="Compress", icon=":material/compress:")
+        st.stop()
+    ids = [j["id"] for j in jobs]
+    default = st.session_state.get("last_job")
+    index = ids.index(default) if default in ids else 0
+    chosen = st.selectbox("Job", ids, index=index, key=key,
+                          format_func=lambda i: job_label(next(j for j in jobs if j["id"] == i)))
+    st.session_state.last_job = chosen
+    return next(j for j in jobs if j["id"] == chosen)
+
+
+def show_input_error(exc: Exception, what: str = "file") -> None:
+    """One line in the page for a bad input, never a traceback."""
+    if isinstance(exc, DmicInputError):
+        st.error(str(exc))
+    else:
+        st.error(f"Could not read the {what}: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}")
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def workers() -> int:
+    return default_workers()

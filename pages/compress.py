@@ -1,0 +1,150 @@
+"""Compress: pick methods, codec and rate points; run them as a background job; watch, cancel."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dmic_core.jobs import TaskSpec
+from pages._common import (codec_probe, fmt_seconds, init_state, method_probe, my_jobs, require_volume,
+                           runner_running, segmenter_probe, start_runner, store, workers, workspace)
+
+K = "cmp_"
+QP_CHOICES = [12, 17, 22, 27, 32, 37, 42]
+LAMBDA_CHOICES = [0.0, 1.0, 3.0, 10.0, 30.0, 100.0]
+
+
+def build_tasks(job_dir, current: dict, methods: list[str], qps: list[float], lambdas: list[float],
+                setup: dict, segmenter: str) -> list[TaskSpec]:
+    """One task per (method, setting), via the sweep's own point list."""
+    from dmic_core.sweep import default_specs
+
+    params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
+    specs = default_specs(methods, qps, lambdas)
+    return [TaskSpec("point", current["image"], s.method, s.setting,
+                     str(job_dir / f"{s.method}_{s.setting:g}"), params) for s in specs]
+
+
+def settings(current: dict) -> None:
+    methods_ok = method_probe()
+    codecs = codec_probe()
+    segs = segmenter_probe()
+    usable_methods = [m for m, r in methods_ok.items() if r is None]
+    with st.form(K + "form"):
+        c1, c2 = st.columns(2)
+        default_methods = [m for m in ("dmic", "hevc") if m in usable_methods] or usable_methods[:1]
+        methods = c1.multiselect("Methods", usable_methods, default=default_methods, key=K + "methods",
+                                 help="DMIC: the RL agents; hevc: constant-QP HEVC (HM low-delay-P QPs); "
+                                      "linear/exp/square/log/sqrt: hand-crafted CTU maps; ratecontrol: x265 "
+                                      "rate control at the HEVC anchor's rate")
+        codec_names = [c for c, r in codecs.items() if r is None] or ["x265"]
+        codec = c2.selectbox("Codec", codec_names, key=K + "codec")
+        c3, c4 = st.columns(2)
+        qps = c3.multiselect("Base QPs (HEVC, hand-crafted QP_I, rate-control anchors)", QP_CHOICES,
+                             default=[22, 32, 42], key=K + "qps")
+        lambdas = c4.multiselect("DMIC λ (rate-accuracy trade-off)", LAMBDA_CHOICES, default=[1.0, 10.0],
+                                 key=K + "lambdas")
+        c5, c6 = st.columns(2)
+        bit_depth = c5.selectbox("Bit depth", [10, 12, 8], key=K + "bit_depth",
+                                 help="10 bits over HU −1024..3072 is 4 HU per level (the paper's paper-QP scale); "
+                                      "8 bits codes the 1024-HU CCTA window only")
+        seg_names = [s for s, r in segs.items() if r is None and (s != "gt" or current.get("label"))]
+        if not seg_names:
+            st.warning("No segmenter can score this volume: the built-in model is missing and there is no label.")
+        segmenter = c6.selectbox("Segmenter for mIoU", seg_names or ["builtin"], key=K + "segmenter",
+                                 help="builtin: the shipped U-Net; gt: the uploaded label (upper bound)")
+        submitted = st.form_submit_button("Start job", type="primary", icon=":material/play_arrow:")
+    unavailable = {m: r for m, r in methods_ok.items() if r is not None}
+    if unavailable:
+        st.caption("Not available yet: " + "; ".join(f"{m} ({r})" for m, r in unavailable.items()))
+    if codecs.get("hm"):
+        st.caption(f"HM: {codecs['hm']}")
+    if not submitted:
+        return
+    if not methods or (not qps and any(m != "dmic" for m in methods)) or ("dmic" in methods and not lambdas):
+        st.error("Choose at least one method and its rate points.")
+        return
+    setup = {"codec": codec, "bit_depth": int(bit_depth),
+             "window": [-1024.0, 3072.0] if int(bit_depth) >= 10 else None}
+    import uuid
+
+    job_id = uuid.uuid4().hex[:16]
+    job_dir = workspace() / "jobs" / job_id
+    tasks = build_tasks(job_dir, current, methods, sorted(qps), sorted(lambdas), setup, segmenter)
+    store().create_job(st.session_state.ws_id, tasks, job_id=job_id, title=f"{', '.join(methods)} on {current['name']}"[:120],
+                       params={"image": current["image"], "label": current.get("label"), "name": current["name"],
+                               "segmenter": segmenter, "setup": setup, "methods": methods})
+    start_runner()
+    st.session_state.last_job = job_id
+    st.toast(f"Job started: {len(tasks)} rate points")
+
+
+def job_card(job: dict) -> None:
+    progress = store().job_progress(job["id"], workers=workers())
+    counts = progress["counts"]
+    active = counts["queued"] + counts["running"] > 0
+    with st.expander(f"{job['title']} — {progress['status']}", expanded=active):
+        st.progress(min(1.0, progress["fraction"]),
+                    text=f"{counts['done']}/{progress['total']} done · {counts['running']} running · "
+                         f"{counts['queued']} queued · {counts['failed']} failed · {counts['cancelled']} cancelled"
+                         + (f" · ETA {fmt_seconds(progress['eta_seconds'])}" if active else ""))
+        for task in store().tasks(job["id"]):
+            label = f"{task['method']} {task['setting']:g}"
+            if task["status"] == "running":
+                frac = task["progress_done"] / task["progress_total"] if task["progress_total"] else 0.0
+                st.progress(frac, text=f"{label}: frame {task['progress_done']}/{task['progress_total'] or '?'}"
+                                        f" (attempt {task['attempts']})")
+            else:
+                s = task["summary"] or {}
+                extra = ""
+                if task["status"] == "done" and s:
+                    extra = f" — {s.get('bpp', 0):.4f} bpp, mIoU {s.get('miou', float('nan')):.4f}, " \
+                            f"PSNR {s.get('psnr_hu', float('nan')):.2f} dB"
+                elif task["error"]:
+                    extra = f" — {task['error']}"
+                st.caption(f"{label}: **{task['status']}**{extra}")
+        b1, b2, b3 = st.columns(3)
+        if active and b1.button("Cancel", key=f"{K}cancel_{job['id']}", icon=":material/cancel:"):
+            store().cancel_job(job["id"])
+            st.rerun()
+        if not active and (counts["failed"] or counts["cancelled"]) and b2.button(
+                "Retry failed", key=f"{K}retry_{job['id']}"):
+            store().retry_failed(job["id"])
+            start_runner()
+            st.rerun()
+        if not active and b3.button("Remove from list", key=f"{K}delete_{job['id']}"):
+            store().delete_job(job["id"])
+            st.rerun()
+
+
+def jobs_section() -> None:
+    jobs = my_jobs()
+    active = any(j["status"] in ("queued", "running") for j in jobs)
+    if active and not runner_running():
+        start_runner()  # e.g. after a machine restart: queued work resumes when the page is opened
+
+    @st.fragment(run_every=1.0 if active else None)
+    def live() -> None:
+        current_jobs = my_jobs()
+        if not current_jobs:
+            st.caption("No jobs yet.")
+            return
+        for job in current_jobs:
+            job_card(job)
+        if any(j["status"] in ("queued", "running") for j in current_jobs) != active:
+            st.rerun()
+
+    live()
+
+
+def page() -> None:
+    init_state()
+    st.title("Compress")
+    current = require_volume()
+    st.caption(f"Volume: **{current['name']}** · jobs run in the background (up to {workers()} at a time on this "
+               "server) and survive page reloads and server restarts.")
+    settings(current)
+    st.subheader("Jobs")
+    jobs_section()
+
+
+page()

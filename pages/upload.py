@@ -1,0 +1,175 @@
+"""Upload & inspect: load a CT volume (+ label), three synced views, windows and overlays."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from dmic_core.render import PLANES, WINDOW_PRESETS, Window, plane_length, render_slice, volume_facts
+from pages._common import (IMAGE_TYPES, _label, _model_mask, _mtime, _volume, init_state, load_label_cached,
+                           load_volume_cached, mark_model_mask, model_mask, model_mask_ready, save_upload,
+                           segmenter_probe, set_current, show_input_error)
+
+K = "up_"  # widget key prefix of this page
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _ctu_map(image: str, mtime: float, mask_src: str, kind: str, a: float, b: float) -> np.ndarray:
+    """CTU QP-offset map of the current mask: two-level (fg a, bg b) or a hand-crafted shape."""
+    mask = _mask(image, mtime, mask_src)
+    if kind == "two-level":
+        from dmic_core.maps import mask_ctu_dqp
+
+        return mask_ctu_dqp(mask, int(a), int(b))
+    from dmic_core.agents.handcrafted import handcrafted_offsets
+
+    return handcrafted_offsets(mask, kind, strength=float(a))
+
+
+def _mask(image: str, mtime: float, mask_src: str) -> np.ndarray | None:
+    if mask_src.startswith("label:"):
+        path = mask_src[len("label:"):]
+        return _label(path, image, (_mtime(path), mtime))
+    if mask_src == "model":
+        return _model_mask(image, mtime)
+    return None
+
+
+@st.cache_data(max_entries=768, show_spinner=False)
+def rendered(image: str, mtime: float, plane: str, index: int, level: float, width: float, mask_src: str,
+             mask_alpha: float, ctu_key: tuple | None, ctu_alpha: float) -> np.ndarray:
+    volume = _volume(image, mtime)
+    mask = _mask(image, mtime, mask_src) if mask_alpha > 0 else None
+    ctu = _ctu_map(image, mtime, mask_src, *ctu_key) if ctu_key and ctu_alpha > 0 else None
+    return render_slice(volume.hu, plane, index, Window(level, width), spacing=volume.spacing, mask=mask,
+                        mask_alpha=mask_alpha, ctu_map=ctu, ctu_alpha=ctu_alpha)
+
+
+def upload_section() -> None:
+    with st.form(K + "form", clear_on_submit=False, border=True):
+        c1, c2 = st.columns(2)
+        image = c1.file_uploader("CT volume (NIfTI, DICOM series as .zip, NRRD, MHA)", type=IMAGE_TYPES,
+                                 key=K + "image")
+        label = c2.file_uploader("Vessel label (optional, same grid)", type=IMAGE_TYPES, key=K + "label")
+        submitted = st.form_submit_button("Load", type="primary")
+    if not submitted:
+        return
+    if image is None:
+        st.error("Choose a CT volume file first.")
+        return
+    started = time.perf_counter()
+    try:
+        image_path = save_upload(image.getvalue(), image.name, "image")
+        load_volume_cached(image_path)
+    except Exception as exc:  # noqa: BLE001 - bad uploads are shown, never raised
+        show_input_error(exc, "volume")
+        return
+    label_path = None
+    if label is not None:
+        try:
+            label_path = save_upload(label.getvalue(), label.name, "label")
+            load_label_cached(label_path, image_path)
+        except Exception as exc:  # noqa: BLE001
+            show_input_error(exc, "label")
+            return
+    set_current(image_path, label_path, image.name, None if label is None else label.name)
+    st.session_state[K + "loaded_in"] = time.perf_counter() - started
+
+
+def viewer(current: dict) -> None:
+    image = current["image"]
+    try:
+        volume = load_volume_cached(image)
+    except Exception as exc:  # noqa: BLE001
+        show_input_error(exc, "volume")
+        return
+    mtime = _mtime(image)
+    st.subheader(f"{current['name']}")
+    controls, facts = st.columns([3, 2])
+    with controls:
+        c1, c2, c3 = st.columns(3)
+        preset = c1.selectbox("Window", [*WINDOW_PRESETS, "custom"], key=K + "window")
+        if preset == "custom":
+            level = c2.number_input("Level (HU)", value=300.0, step=10.0, key=K + "level")
+            width = c3.number_input("Width (HU)", value=900.0, min_value=1.0, step=10.0, key=K + "width")
+        else:
+            level, width = WINDOW_PRESETS[preset]
+            c2.metric("Level", f"{level:.0f} HU")
+            c3.metric("Width", f"{width:.0f} HU")
+        m1, m2 = st.columns(2)
+        sources = {"none": "none"}
+        if current.get("label"):
+            sources[f"label:{current['label']}"] = "uploaded label"
+        seg_reason = segmenter_probe().get("builtin")
+        if model_mask_ready(image):
+            sources["model"] = "built-in model"
+        mask_src = m1.selectbox("Vessel mask", list(sources), format_func=sources.get,
+                                index=1 if len(sources) > 1 else 0, key=K + "mask_src")
+        mask_alpha = m2.slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key=K + "mask_alpha")
+        if "model" not in sources:
+            if seg_reason is None:
+                if st.button("Segment vessels with the built-in model", key=K + "segment"):
+                    with st.spinner("Segmenting…"):
+                        model_mask(image)
+                    mark_model_mask(image)
+                    st.rerun()
+            else:
+                st.caption(f"Built-in segmenter unavailable: {seg_reason}")
+        ctu_key = None
+        ctu_alpha = 0.0
+        if mask_src != "none":
+            g1, g2, g3, g4 = st.columns(4)
+            kinds = ["off", "two-level", "linear", "exp", "square", "log", "sqrt"]
+            kind = g1.selectbox("CTU QP-offset map", kinds, key=K + "ctu_kind")
+            if kind == "two-level":
+                a = g2.number_input("Vessel CTUs ΔQP", -10, 10, 0, key=K + "fg")
+                b = g3.number_input("Other CTUs ΔQP", -10, 25, 6, key=K + "bg")
+            elif kind != "off":
+                a = g2.slider("Strength", 0.0, 1.0, 1.0, 0.1, key=K + "strength")
+                b = 0
+            if kind != "off":
+                ctu_alpha = g4.slider("Map opacity", 0.0, 1.0, 0.35, 0.05, key=K + "ctu_alpha")
+                ctu_key = (kind, float(a), float(b))
+                st.caption("CTU colours: blue = finer quantisation (negative ΔQP), red = coarser; "
+                           "yellow lines are 64×64 CTU borders.")
+    with facts:
+        rows = volume_facts(volume.hu, volume.spacing)
+        rows["format"] = str(volume.source.get("format", "?"))
+        if current.get("label"):
+            rows["label"] = current.get("label_name") or "yes"
+        st.table({"fact": list(rows), "value": [str(v) for v in rows.values()]})
+        if st.session_state.get(K + "loaded_in"):
+            st.caption(f"Loaded in {st.session_state[K + 'loaded_in']:.2f} s")
+
+    @st.fragment
+    def views() -> None:
+        cols = st.columns(3)
+        for col, plane in zip(cols, PLANES):
+            n = plane_length(volume.shape, plane)
+            with col:
+                index = st.slider(plane.capitalize(), 0, n - 1, n // 2, key=f"{K}{plane}_idx")
+                try:
+                    rgb = rendered(image, mtime, plane, index, float(level), float(width), mask_src,
+                                   float(mask_alpha), ctu_key, float(ctu_alpha))
+                except Exception as exc:  # noqa: BLE001 - e.g. a map that cannot be built
+                    show_input_error(exc, "overlay")
+                    rgb = rendered(image, mtime, plane, index, float(level), float(width), "none", 0.0, None, 0.0)
+                st.image(rgb, caption=f"{plane} {index + 1}/{n}", width="stretch", clamp=True)
+
+    views()
+
+
+def page() -> None:
+    state = init_state()
+    st.title("Upload & inspect")
+    upload_section()
+    current = st.session_state.get("current") or state["current"]
+    if current is None:
+        st.info("Upload a CT volume above, or run the example from **Home**.")
+        return
+    viewer(current)
+
+
+page()
