@@ -33,7 +33,7 @@ class Decision:
         frame_qps: paper QP of every frame (GOP-8 rule).
         offsets: CTU QP offsets ``(F, rows, cols)`` as chosen (always valid for the CTU's class).
         foreground: ``(F, rows, cols)`` CTUs that hold mask.
-        qp_map: absolute paper QP per CTU, clipped to 0..51.
+        qp_map: absolute paper QP per CTU (the codec clips coded QPs to 0..51).
         seconds: wall time of ``features``, ``frame_agent``, ``ctu_agent`` and ``total``.
     """
 

@@ -33,7 +33,7 @@ Two implementations of the same :class:`Outcome`:
     neighbours. ``docs/agents.md`` reports its measured error against real encodes.
 
 Rate share proxy of CTU ``c`` in frame ``f`` of encode ``k`` (frame QP ``q``, quantiser step
-``Delta = 4 HU * 2^((q - 4) / 6)``): ``A = sum_px log2(1 + |e| / Delta)``, with ``e`` the
+``Delta = 4 HU * 2^((q - 4) / 6)`` for paper QP ``q``): ``A = sum_px log2(1 + |e| / Delta)``, with ``e`` the
 residual against a cheap prediction: the 8x8 block mean of the original for the I frame, the
 co-located pixels of the *decoded* previous frame of encode ``k`` for P frames. Shares are
 ``A / sum_c A`` (uniform when the frame has no residual at all).
@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from dmic_core.agents.spaces import PAPER, ActionSpace, get_space
-from dmic_core.codecs.qp import CODEC_QP_MAX, CODEC_QP_MIN, CTU_SIZE, ctu_grid_shape, dmic_frame_qps, p_frame_delta
+from dmic_core.codecs.qp import CTU_SIZE, ctu_grid_shape, dmic_frame_qps, p_frame_delta
 from dmic_core.evaluation import TaskReference, accuracy_drop, make_reference
 from dmic_core.metrics.task import segmentation_scores
 from dmic_core.pipeline import TASK_CODING, CodingSetup, code_volume
@@ -194,8 +194,10 @@ def band_pattern(d: int, n_frames: int) -> np.ndarray:
 
 
 def key_frame_qps(key: tuple[int, int], n_frames: int) -> np.ndarray:
+    """Paper frame QPs of the uniform encode ``key`` (the codec clips coded QPs to 0..51 itself,
+    the same way it clips a CTU's frame QP + offset, so both agree)."""
     d, s = key
-    return np.clip(s + band_pattern(d, n_frames), CODEC_QP_MIN, CODEC_QP_MAX).astype(np.int32)
+    return (s + band_pattern(d, n_frames)).astype(np.int32)
 
 
 def _rate_activity(orig: np.ndarray, recon: np.ndarray, frame_qps: np.ndarray) -> np.ndarray:

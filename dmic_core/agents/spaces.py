@@ -13,8 +13,9 @@ CTU may not take are masked out (logit -inf) before sampling, so a foreground CT
 +8 and a background CTU never gets -2.
 
 :data:`EXTENDED` is an opt-in wider space for the "beyond the paper" goal: background offsets up
-to +20, foreground down to -4, QP_I 12..42. Absolute QPs are always clipped to the codec range
-(0..51) by :meth:`ActionSpace.qp_map`, never by the agents.
+to +20, foreground down to -4, QP_I 12..42. Absolute paper QPs are not clipped here: what a
+codec can apply depends on the coding setup (under the 12-bit full-range task coding, paper QP
+= coded QP + 12, so paper QPs up to 63 are codable); pass ``qp_max`` to clip.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dmic_core.codecs.qp import CODEC_QP_MAX, CODEC_QP_MIN, dmic_frame_qps
+from dmic_core.codecs.qp import dmic_frame_qps
 
 
 @dataclass(frozen=True)
@@ -120,26 +121,20 @@ class ActionSpace:
         return out
 
     # ------------------------------------------------------------------------------ both levels
-    def qp_map(self, qp_i: int, offsets: np.ndarray) -> np.ndarray:
-        """Absolute paper QP of every CTU ``(F, rows, cols)``, clipped to the codec's 0..51."""
+    def qp_map(self, qp_i: int, offsets: np.ndarray, qp_max: int | None = None) -> np.ndarray:
+        """Absolute paper QP of every CTU ``(F, rows, cols)`` (clipped to ``0..qp_max`` if given)."""
         offsets = np.asarray(offsets, dtype=np.int32)
         base = self.frame_qps(qp_i, offsets.shape[0])[:, None, None]
-        return np.clip(base + offsets, CODEC_QP_MIN, CODEC_QP_MAX).astype(np.int32)
-
-    def clipped_offsets(self, qp_i: int, offsets: np.ndarray) -> np.ndarray:
-        """Offsets as the codec will apply them (absolute QP clipped to 0..51)."""
-        offsets = np.asarray(offsets, dtype=np.int32)
-        base = self.frame_qps(qp_i, offsets.shape[0])[:, None, None]
-        return (self.qp_map(qp_i, offsets) - base).astype(np.int32)
+        out = base + offsets
+        return (out if qp_max is None else np.clip(out, 0, qp_max)).astype(np.int32)
 
     def reachable_qps(self) -> tuple[int, ...]:
-        """Every absolute paper QP a CTU can get in this space (what a surrogate cache must hold)."""
+        """Every absolute paper QP a CTU can get in this space."""
         qps: set[int] = set()
         for qp_i in self.qp_i:
-            frame = set(dmic_frame_qps(qp_i, 9).tolist())
-            for f in frame:
+            for f in set(dmic_frame_qps(qp_i, 9).tolist()):
                 for off in self.offsets:
-                    qps.add(int(np.clip(f + off, CODEC_QP_MIN, CODEC_QP_MAX)))
+                    qps.add(int(f + off))
         return tuple(sorted(qps))
 
     def to_dict(self) -> dict[str, Any]:

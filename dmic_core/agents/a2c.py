@@ -1,0 +1,301 @@
+"""Advantage actor-critic for the hierarchical agents, on surrogate (cached) clips.
+
+One *episode* is one decision for one clip at one lambda (the paper's setting: the agents choose
+once per clip). Per iteration:
+
+1. draw ``batch_clips`` clips and a lambda for each (0 with probability ``lambda_zero_prob``,
+   else log-uniform in ``[lambda_min, lambda_max]``);
+2. the frame agent samples QP_I for each clip; the CTU agent samples every CTU's offset from the
+   offsets its class allows (invalid ones masked);
+3. rewards from the :class:`~dmic_core.agents.env.ClipCache`: the clip reward
+   ``-(R + lambda D)`` for the frame agent, and each CTU's *difference reward* (its own effect on
+   the clip reward) for the CTU agent;
+4. losses per agent: ``-A log pi(a|s) + value_coef (V(s) - r)^2 - entropy_coef H``,
+   advantage ``A = r - V(s)`` (detached); the CTU policy gradient runs on a random subset of
+   ``ctu_grad_samples`` CTUs per iteration (all CTUs act; fewer backpropagate, for speed);
+5. gradients clipped per agent (``max_grad_norm``), one Adam step with one parameter group per
+   agent (learning rates 1e-3 frame, 1e-4 CTU as the paper; never reset together).
+
+Checkpoints (agents + optimiser + RNG + history) are written every ``checkpoint_every``
+iterations and on cancel; :meth:`A2CTrainer.train` resumes from one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from dmic_core.agents.dmic import DMICAgents
+from dmic_core.agents.env import ClipCache
+from dmic_core.agents.features import clip_state, ctu_observation, lambda_context
+from dmic_core.agents.strategies import STRATEGIES, param_groups
+from dmic_core.maps import foreground_ctus
+
+
+@dataclass
+class A2CConfig:
+    """Everything that defines an A2C run (stored in its checkpoints)."""
+
+    iterations: int = 1000
+    batch_clips: int = 4
+    lr_frame: float = 1e-3
+    lr_ctu: float = 1e-4
+    value_coef: float = 0.5
+    entropy_coef_frame: float = 0.01
+    entropy_coef_ctu: float = 0.01
+    max_grad_norm: float = 0.5
+    lambda_min: float = 0.3
+    lambda_max: float = 100.0
+    lambda_zero_prob: float = 0.1
+    ctu_grad_samples: int = 512
+    ctu_baseline_offset: int = 0
+    strategy: str = "full"
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; known: {list(STRATEGIES)}")
+        if self.iterations < 0 or self.batch_clips < 1:
+            raise ValueError("iterations must be >= 0 and batch_clips >= 1")
+
+
+@dataclass
+class TrainClip:
+    """A training clip: its surrogate and the agents' states (computed once)."""
+
+    cache: ClipCache
+    frame_planes: torch.Tensor    # (F, 5, 64, 64)
+    ctu_base: torch.Tensor        # (F, R, C, 5, 16, 16)
+    foreground: np.ndarray        # (F, R, C)
+    name: str = "clip"
+
+    @classmethod
+    def from_volume(cls, hu: np.ndarray, roi: np.ndarray, cache: ClipCache, name: str = "clip") -> "TrainClip":
+        fp, base = clip_state(hu, roi)
+        return cls(cache, fp, base, foreground_ctus(roi), name)
+
+
+class StepStats(NamedTuple):
+    reward: float
+    rate: float
+    drop: float
+    qp_i: float
+    mean_offset: float
+    loss_frame: float
+    loss_ctu: float
+    entropy_frame: float
+    entropy_ctu: float
+    value_err_frame: float
+
+
+def _masked_entropy(logits: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    finite = torch.isfinite(logits)
+    safe = torch.where(finite, logp, torch.zeros_like(logp))  # no 0 * -inf, in either pass
+    return -(safe.exp() * safe * finite).sum(-1)
+
+
+class A2CTrainer:
+    """Trains (part of) a :class:`DMICAgents` pair on surrogate clips with A2C.
+
+    Args:
+        agents: the agents (modified in place).
+        clips: training clips.
+        config: the run's settings; ``config.strategy`` decides what is trained.
+        out: checkpoint path (``.pt``); a ``.log.jsonl`` history is written next to it.
+    """
+
+    def __init__(self, agents: DMICAgents, clips: Sequence[TrainClip], config: A2CConfig,
+                 out: str | Path | None = None):
+        if not clips:
+            raise ValueError("no training clips")
+        shapes = {c.frame_planes.shape for c in clips}
+        if len(shapes) != 1:
+            raise ValueError(f"training clips must share one shape, got {sorted(shapes)}")
+        self.agents = agents
+        self.clips = list(clips)
+        self.config = config
+        self.out = Path(out) if out is not None else None
+        self.groups = param_groups(agents.frame, agents.ctu, config.strategy, config.lr_frame, config.lr_ctu)
+        self.optimizer = torch.optim.Adam(self.groups) if self.groups else None
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+        self.rng = np.random.default_rng(config.seed)
+        self.torch_gen = torch.Generator().manual_seed(config.seed)
+        self.space = agents.space
+        self._valid = torch.as_tensor(self.space.valid_offset_table())
+
+    # ------------------------------------------------------------------------------- sampling
+    def sample_lambdas(self, n: int) -> np.ndarray:
+        c = self.config
+        lam = np.exp(self.rng.uniform(math.log(c.lambda_min), math.log(c.lambda_max), n))
+        lam[self.rng.random(n) < c.lambda_zero_prob] = 0.0
+        return lam
+
+    def step(self) -> StepStats:
+        """One A2C update on a fresh batch of episodes."""
+        c = self.config
+        b = c.batch_clips
+        idx = self.rng.integers(0, len(self.clips), b)
+        clips = [self.clips[i] for i in idx]
+        lam = self.sample_lambdas(b)
+        ctx = lambda_context(lam)
+        self.agents.train()
+        # frame agent
+        fplanes = torch.stack([cl.frame_planes for cl in clips])
+        f_logits, f_value = self.agents.frame(fplanes, ctx)
+        f_logp_all = torch.log_softmax(f_logits, -1)
+        f_act = torch.multinomial(f_logp_all.detach().exp(), 1, generator=self.torch_gen).squeeze(-1)
+        qp_is = self.space.qp_i_of(f_act.numpy())
+        # CTU agent: act on every CTU without gradients, backpropagate a subset
+        obs = [ctu_observation(cl.ctu_base, self.space.frame_qps(int(q), cl.ctu_base.shape[0]), float(l))
+               for cl, q, l in zip(clips, qp_is, lam)]
+        planes = torch.cat([o.planes for o in obs])
+        context = torch.cat([o.context for o in obs])
+        fg = torch.cat([o.foreground for o in obs])
+        amask = self._valid[fg.long()]
+        with torch.no_grad():
+            logits_all, _ = self.agents.ctu(planes, context, amask)
+            c_act = torch.multinomial(torch.softmax(logits_all, -1), 1, generator=self.torch_gen).squeeze(-1)
+        offsets = self.space.offset_of(c_act.numpy())
+        # rewards
+        clip_r = np.zeros(b)
+        ctu_r = np.zeros(len(c_act))
+        rates, drops = np.zeros(b), np.zeros(b)
+        start = 0
+        for j, cl in enumerate(clips):
+            shape = cl.foreground.shape
+            n = int(np.prod(shape))
+            off = offsets[start:start + n].reshape(shape)
+            r, rc = cl.cache.ctu_rewards(int(qp_is[j]), off, float(lam[j]), c.ctu_baseline_offset)
+            out = cl.cache.evaluate(int(qp_is[j]), off, float(lam[j]))
+            clip_r[j], rates[j], drops[j] = r, out.rate, out.drop
+            ctu_r[start:start + n] = rc.reshape(-1)
+            start += n
+        # losses
+        f_ret = torch.as_tensor(clip_r, dtype=torch.float32)
+        f_adv = (f_ret - f_value).detach()
+        f_logp = f_logp_all.gather(1, f_act[:, None]).squeeze(1)
+        f_ent = _masked_entropy(f_logits, f_logp_all).mean()
+        loss_f = -(f_adv * f_logp).mean() + c.value_coef * (f_value - f_ret).square().mean() \
+            - c.entropy_coef_frame * f_ent
+        k = min(c.ctu_grad_samples, len(c_act))
+        sel = torch.randperm(len(c_act), generator=self.torch_gen)[:k]
+        lc, vc = self.agents.ctu(planes[sel], context[sel], amask[sel])
+        lp_all = torch.log_softmax(lc, -1)
+        c_logp = lp_all.gather(1, c_act[sel][:, None]).squeeze(1)
+        c_ret = torch.as_tensor(ctu_r, dtype=torch.float32)[sel]
+        c_adv = (c_ret - vc).detach()
+        c_ent = _masked_entropy(lc, lp_all).mean()
+        loss_c = -(c_adv * c_logp).mean() + c.value_coef * (vc - c_ret).square().mean() \
+            - c.entropy_coef_ctu * c_ent
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss_f + loss_c).backward()
+            for agent in (self.agents.frame, self.agents.ctu):
+                params = [p for p in agent.parameters() if p.requires_grad]
+                if params:
+                    torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+            self.optimizer.step()
+        self.iteration += 1
+        return StepStats(float(clip_r.mean()), float(rates.mean()), float(drops.mean()), float(qp_is.mean()),
+                         float(offsets.mean()), float(loss_f.detach()), float(loss_c.detach()), float(f_ent.detach()),
+                         float(c_ent.detach()), float((f_value - f_ret).abs().mean().detach()))
+
+    # -------------------------------------------------------------------------------- running
+    def train(self, progress: Callable[[int, int, dict[str, float]], None] | None = None,
+              should_stop: Callable[[], bool] | None = None, log_every: int = 10) -> list[dict[str, float]]:
+        """Run until ``config.iterations`` (resuming from :attr:`iteration`) or ``should_stop()``.
+
+        ``progress(done, total, stats)`` is called every ``log_every`` iterations with running
+        means and ``eta_s``. A checkpoint is written every ``checkpoint_every`` iterations, on
+        cancel (``should_stop`` or KeyboardInterrupt, which is re-raised) and at the end.
+        """
+        c = self.config
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        acc: list[StepStats] = []
+        t_start = time.perf_counter()
+        it_start = self.iteration
+        try:
+            while self.iteration < c.iterations:
+                if should_stop is not None and should_stop():
+                    break
+                acc.append(self.step())
+                if self.iteration % log_every == 0 or self.iteration == c.iterations:
+                    mean = {k: float(np.mean([getattr(s, k) for s in acc])) for k in StepStats._fields}
+                    elapsed = time.perf_counter() - t_start
+                    per_it = elapsed / max(self.iteration - it_start, 1)
+                    mean.update(iteration=self.iteration, seconds_per_iteration=per_it,
+                                eta_s=per_it * (c.iterations - self.iteration))
+                    self.history.append(mean)
+                    self._log(mean)
+                    acc = []
+                    if progress is not None:
+                        progress(self.iteration, c.iterations, mean)
+                if self.out is not None and self.iteration % c.checkpoint_every == 0:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            if self.out is not None:
+                self.save_checkpoint()
+            raise
+        if self.out is not None:
+            self.save_checkpoint()
+        return self.history
+
+    def _log(self, row: dict[str, float]) -> None:
+        if self.out is None:
+            return
+        with open(self.out.with_suffix(".log.jsonl"), "a") as fh:
+            fh.write(json.dumps({k: round(v, 6) for k, v in row.items()}) + "\n")
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for g in self.groups for p in g["params"])
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Full training state next to the agents' checkpoint: ``<out>.state`` (resumable)."""
+        path = Path(path) if path is not None else self.out
+        assert path is not None
+        meta = {"strategy": self.config.strategy, "iteration": self.iteration, "config": asdict(self.config),
+                "trainable_parameters": self.trainable_parameters()}
+        self.agents.save(path, meta=meta)
+        state = {"iteration": self.iteration, "history": self.history, "config": asdict(self.config),
+                 "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+                 "agents_full": {k: v.detach().clone() for k, v in self.agents.state_dict().items()},
+                 "adapters": {"frame": self.agents.frame.adapter_kinds(), "ctu": self.agents.ctu.adapter_kinds()},
+                 "rng": self.rng.bit_generator.state, "torch_gen": self.torch_gen.get_state()}
+        tmp = path.with_suffix(path.suffix + ".state.tmp")
+        torch.save(state, tmp)
+        tmp.replace(path.with_suffix(path.suffix + ".state"))
+        return path
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Restore the training state written by :meth:`save_checkpoint`; False when there is none."""
+        path = Path(path) if path is not None else self.out
+        if path is None:
+            return False
+        state_path = path.with_suffix(path.suffix + ".state")
+        if not state_path.is_file():
+            return False
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        for kind in state["adapters"]["frame"]:
+            self.agents.frame.add_adapter(kind)
+        for kind in state["adapters"]["ctu"]:
+            self.agents.ctu.add_adapter(kind)
+        self.agents.load_state_dict(state["agents_full"])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.history = list(state["history"])
+        self.rng.bit_generator.state = state["rng"]
+        self.torch_gen.set_state(state["torch_gen"])
+        return True

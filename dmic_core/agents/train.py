@@ -1,0 +1,148 @@
+"""Pretraining on the source domain, and real-encode evaluation of agents.
+
+Source domain (the stand-in for HRLVSC's natural-video pretraining): synthetic CCTA phantoms
+(:func:`dmic_core.data.phantom.generate_phantom`, seeds 5000+, disjoint from the segmenter's
+1000-3009) with a *different task*, large enhanced-structure segmentation by
+:class:`~dmic_core.agents.source_task.LumenThresholdSegmenter`. Its masks (blood pool,
+chambers, aorta: large smooth regions in over half of the CTUs) are what the agents see and
+protect during pretraining; the target task (coronary lumen: thin vessels in ~10% of CTUs,
+scored by a learned segmenter) is new to them.
+
+Every source clip gets a surrogate :class:`~dmic_core.agents.env.ClipCache` built from real
+encodes (cached on disk under ``work_dirs/cache/agents``), then :class:`~dmic_core.agents.a2c.A2CTrainer`
+trains both agents (strategy ``full``) on the caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from dmic_core.agents.a2c import A2CConfig, A2CTrainer, TrainClip
+from dmic_core.agents.dmic import DMICAgents
+from dmic_core.agents.env import ClipCache, RealEnv
+from dmic_core.agents.source_task import LumenThresholdSegmenter
+from dmic_core.agents.spaces import get_space
+from dmic_core.evaluation import make_reference
+from dmic_core.pipeline import TASK_CODING, CodingSetup
+from dmic_core.segmentation.base import Segmenter
+from dmic_core.volume import Volume
+
+#: Phantom seeds of the source domain (pretraining) and of its held-out check.
+SOURCE_SEEDS = tuple(range(5000, 5012))
+SOURCE_HELDOUT_SEEDS = (5900, 5901)
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "work_dirs" / "cache" / "agents"
+
+
+@dataclass
+class PretrainConfig:
+    """Source data, coding and A2C settings of a pretraining run."""
+
+    seeds: Sequence[int] = SOURCE_SEEDS
+    n_slices: int = 9
+    size: int = 512
+    space: str = "paper"
+    preset: str | None = None
+    cache_dir: str = str(DEFAULT_CACHE_DIR)
+    a2c: A2CConfig = field(default_factory=lambda: A2CConfig(iterations=1500, strategy="full"))
+
+    def setup(self) -> CodingSetup:
+        if self.preset is None:
+            return TASK_CODING
+        return CodingSetup(codec=TASK_CODING.codec, preset=self.preset, bit_depth=TASK_CODING.bit_depth,
+                           window=TASK_CODING.window)
+
+
+def source_clip(seed: int, n_slices: int = 9, size: int = 512) -> tuple[Volume, np.ndarray]:
+    """A source-domain phantom clip and its coronary label (the label is *not* the source task)."""
+    from dmic_core.data.phantom import generate_phantom
+
+    return generate_phantom(int(seed), n_slices=n_slices, size=size)
+
+
+def _cache_path(cache_dir: Path, tag: str, seed: int, n_slices: int, size: int, space: str,
+                setup: CodingSetup, segmenter: Segmenter) -> Path:
+    key = json.dumps({"seed": seed, "n": n_slices, "size": size, "space": space, "setup": asdict(setup),
+                      "seg": segmenter.name, "v": 1}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return cache_dir / f"{tag}-{seed}-{digest}.npz"
+
+
+def build_clip(volume: Volume, segmenter: Segmenter, *, label: np.ndarray | None = None, space: str = "paper",
+               setup: CodingSetup = TASK_CODING, cache_path: Path | None = None, name: str = "clip",
+               progress: Callable[[int, int], None] | None = None) -> TrainClip:
+    """A training clip: reference, surrogate cache (loaded from ``cache_path`` when present) and states."""
+    reference = make_reference(segmenter, volume, label)
+    if cache_path is not None and cache_path.is_file():
+        cache = ClipCache.load(cache_path)
+    else:
+        cache = ClipCache.build(volume, segmenter, reference, space=space, setup=setup, progress=progress)
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_name(cache_path.stem + ".tmp.npz")
+            cache.save(tmp)
+            tmp.replace(cache_path)
+    return TrainClip.from_volume(volume.hu, reference.roi, cache, name)
+
+
+def source_clips(cfg: PretrainConfig, log: Callable[[str], None] = print) -> list[TrainClip]:
+    """Build (or load) the surrogate of every source clip."""
+    seg = LumenThresholdSegmenter()
+    setup = cfg.setup()
+    clips = []
+    for i, seed in enumerate(cfg.seeds):
+        t0 = time.perf_counter()
+        path = _cache_path(Path(cfg.cache_dir), "source", int(seed), cfg.n_slices, cfg.size, cfg.space, setup, seg)
+        cached = path.is_file()
+        vol, _ = source_clip(int(seed), cfg.n_slices, cfg.size)
+        clips.append(build_clip(vol, seg, space=cfg.space, setup=setup, cache_path=path, name=f"phantom-{seed}"))
+        log(f"[pretrain] source clip {i + 1}/{len(cfg.seeds)} seed {seed}: "
+            f"{'loaded' if cached else 'built'} in {time.perf_counter() - t0:.1f} s")
+    return clips
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = True, log: Callable[[str], None] = print,
+             should_stop: Callable[[], bool] | None = None) -> DMICAgents:
+    """Pretrain both agents from scratch on the source domain; write ``out`` (float16 agents) and
+    ``out.state`` (resumable training state)."""
+    out = Path(out)
+    clips = source_clips(cfg, log)
+    agents = DMICAgents(get_space(cfg.space))
+    import torch
+
+    torch.manual_seed(cfg.a2c.seed)
+    agents = DMICAgents(get_space(cfg.space))
+    trainer = A2CTrainer(agents, clips, cfg.a2c, out)
+    if resume and trainer.resume():
+        log(f"[pretrain] resumed at iteration {trainer.iteration}")
+
+    def progress(done: int, total: int, s: dict[str, float]) -> None:
+        log(f"[pretrain] {done}/{total} reward {s['reward']:.3f} rate {s['rate']:.3f} drop {s['drop']:.4f} "
+            f"QP_I {s['qp_i']:.1f} dQP {s['mean_offset']:.2f} H {s['entropy_frame']:.2f}/{s['entropy_ctu']:.2f} "
+            f"{s['seconds_per_iteration']:.2f} s/it ETA {s['eta_s'] / 60:.1f} min")
+
+    trainer.train(progress=progress, should_stop=should_stop)
+    agents.meta.update({"domain": "source: phantom seeds with lumen-threshold task",
+                        "seeds": [int(s) for s in cfg.seeds], "n_slices": cfg.n_slices,
+                        "setup": asdict(cfg.setup())})
+    trainer.save_checkpoint()
+    return agents
+
+
+def evaluate_real(agents: DMICAgents, volume: Volume, segmenter: Segmenter, lambdas: Sequence[float], *,
+                  label: np.ndarray | None = None, setup: CodingSetup = TASK_CODING) -> list[dict[str, Any]]:
+    """Real-encode outcomes of the agents' deterministic decisions at each lambda."""
+    env = RealEnv(volume, segmenter, label, setup=setup, space=agents.space)
+    rows = []
+    for lam in lambdas:
+        d = agents.decide(volume.hu, env.mask, float(lam))
+        o = env.step(d.qp_i, d.offsets, float(lam))
+        rows.append({**o.to_dict(), "mean_offset": float(d.offsets.mean()),
+                     "decision_seconds": d.seconds["total"]})
+    return rows

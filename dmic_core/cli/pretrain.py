@@ -1,0 +1,66 @@
+"""``dmic pretrain``: pretrain the frame and CTU agents on the source domain (resumable)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dmic_core.cli.common import print_json
+
+
+def _seeds(text: str) -> list[int]:
+    if ":" in text:
+        a, b = text.split(":")
+        return list(range(int(a), int(b)))
+    return [int(v) for v in text.split(",") if v]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pretrain", help="pretrain the RL agents on the source domain (phantoms, lumen-threshold task)")
+    parser.add_argument("--out", required=True, type=Path, help="agents checkpoint to write (.pt)")
+    parser.add_argument("--seeds", default="5000:5012", type=_seeds, help="source phantom seeds, A:B or a,b,c")
+    parser.add_argument("--slices", type=int, default=9, help="frames per source clip")
+    parser.add_argument("--space", default="paper", choices=["paper", "extended"])
+    parser.add_argument("--preset", default=None, help="x265 preset of the surrogate's encodes")
+    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=4, help="clips (episodes) per iteration")
+    parser.add_argument("--lr-frame", type=float, default=1e-3)
+    parser.add_argument("--lr-ctu", type=float, default=1e-4)
+    parser.add_argument("--entropy", type=float, default=0.01)
+    parser.add_argument("--ctu-grad-samples", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--cache-dir", default=None, help="where surrogate caches are kept")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if OUT.state exists")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from dmic_core.agents.a2c import A2CConfig
+    from dmic_core.agents.train import DEFAULT_CACHE_DIR, PretrainConfig, pretrain
+
+    a2c = A2CConfig(iterations=args.iterations, batch_clips=args.batch, lr_frame=args.lr_frame, lr_ctu=args.lr_ctu,
+                    entropy_coef_frame=args.entropy, entropy_coef_ctu=args.entropy,
+                    ctu_grad_samples=args.ctu_grad_samples, strategy="full", seed=args.seed, threads=args.threads)
+    cfg = PretrainConfig(seeds=tuple(args.seeds), n_slices=args.slices, space=args.space, preset=args.preset,
+                         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), a2c=a2c)
+    if args.no_resume:
+        for suffix in (".state",):
+            state = args.out.with_suffix(args.out.suffix + suffix)
+            if state.exists():
+                state.unlink()
+        log = args.out.with_suffix(".log.jsonl")
+        if log.exists():
+            log.unlink()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    agents = pretrain(cfg, args.out, resume=not args.no_resume, log=log)
+    from dmic_core.agents.policies import count_parameters
+
+    print_json({"out": str(args.out), "iterations": args.iterations, "space": args.space,
+                "seeds": list(args.seeds), "parameters": {"frame": count_parameters(agents.frame),
+                                                          "ctu": count_parameters(agents.ctu)}})
+    return 0
