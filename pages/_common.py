@@ -169,16 +169,20 @@ def method_probe() -> dict[str, str | None]:
     for method in METHOD_NAMES:
         reason = None
         if method == "dmic":
-            if importlib.util.find_spec("dmic_core.agents.inference") is None:
-                reason = "the DMIC agents' inference module is not installed yet"
+            try:
+                from dmic_core import sweep
+                from dmic_core.assets import ASSETS_DIR
+
+                names = getattr(sweep, "DEFAULT_AGENT_ASSETS", ())
+                if not any((ASSETS_DIR / n).is_file() for n in names):
+                    reason = "no trained DMIC agents shipped yet (assets/)"
+            except Exception as exc:  # noqa: BLE001
+                reason = f"DMIC agents unavailable ({exc.__class__.__name__})"
         elif method not in ("hevc", "ratecontrol"):
             try:
-                from dmic_core.agents import handcrafted
-
-                if not hasattr(handcrafted, "handcrafted_ctu_dqp"):
-                    reason = "hand-crafted maps are not wired into sweeps yet"
-            except ImportError as exc:
-                reason = f"hand-crafted maps unavailable ({exc})"
+                from dmic_core.agents import handcrafted  # noqa: F401
+            except Exception as exc:  # noqa: BLE001
+                reason = f"hand-crafted maps unavailable ({exc.__class__.__name__})"
         out[method] = reason
     return out
 
