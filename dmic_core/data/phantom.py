@@ -112,7 +112,7 @@ class PhantomConfig:
     # image formation
     psf_fwhm_mm: float
     noise_std_hu: float
-    noise_grain_mm: float
+    noise_coarse_fraction: float
     noise_centre_boost: float
 
     @classmethod
@@ -141,7 +141,7 @@ class PhantomConfig:
             has_conus=bool(r.random() < 0.5), coronary_radius_scale=u(0.85, 1.15),
             distal_contrast_drop=u(0.05, 0.22), n_calcifications=int(r.poisson(u(0.0, 3.0))),
             n_stenoses=int(r.integers(0, 4)),
-            psf_fwhm_mm=u(0.6, 0.8), noise_std_hu=u(18, 38), noise_grain_mm=u(0.35, 0.6),
+            psf_fwhm_mm=u(0.6, 0.8), noise_std_hu=u(18, 38), noise_coarse_fraction=u(0.3, 0.6),
             noise_centre_boost=u(0.1, 0.35),
         )
 
@@ -269,6 +269,14 @@ class _Canvas:
         sub += occ * (np.asarray(value, dtype=np.float32) - sub)
         self.cls[box][np.broadcast_to(occ > 0.5, sub.shape)] = cls
 
+    def extruded(self, grid: _Grid) -> "_Canvas":
+        """A 3-D canvas on ``grid`` whose every slice is this single-plane canvas."""
+        out = _Canvas.__new__(_Canvas)
+        out.grid, out.ramp = grid, self.ramp
+        out.hu = np.ascontiguousarray(np.broadcast_to(self.hu, grid.shape))
+        out.cls = np.ascontiguousarray(np.broadcast_to(self.cls, grid.shape))
+        return out
+
     def paint_full(self, dist2d: np.ndarray, value: float | np.ndarray, cls: int,
                    where: np.ndarray | None = None) -> None:
         """:meth:`paint` for a 2-D (z-invariant) distance map over the whole grid."""
@@ -346,7 +354,7 @@ def _heart_geometry(cfg: PhantomConfig) -> _HeartGeometry:
         lv_out=lv_out, lv_in=e((1, 10, 0), (40, 24, 24)),
         rv_out=e((-8, -17, 10), (40, 25, 31)), rv_in=e((-8, -17, 10), (36, 21, 27)),
         la=e((-55, 10, -20), (20, 24, 20)), ra=e((-48, -28, -6), (24, 20, 24)),
-        aortic_root=np.array([-44.0, -3.0, 9.0]) * k, aorta_radius=cfg.aorta_radius_mm,
+        aortic_root=np.array([-41.0, 2.0, 9.0]) * k, aorta_radius=cfg.aorta_radius_mm,
         h_av=-31.0 * k, h_apex=float(lv_out.center[0] + lv_out.semi[0]),
     )
 
@@ -732,8 +740,8 @@ def _lung_texture(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.random.Gene
     cv.hu[lung] = value[lung]
 
 
-def _paint_ribs_and_sternum(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.random.Generator) -> None:
-    """Oblique rib sections in the cavity wall (bands descending anteriorly) and the sternum."""
+def _paint_ribs(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.random.Generator) -> None:
+    """Oblique rib sections in the cavity wall: bands that descend towards anterior, as ribs do."""
     g = cv.grid
     z, y, x = g.coords()
     dx, dy = x - b.body_cx, y - b.cav_cy
@@ -754,13 +762,13 @@ def _paint_ribs_and_sternum(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.r
     bone = cfg.trabecular_hu + (cfg.cortical_hu - cfg.trabecular_hu) * np.exp(-np.maximum(edge, 0) / 0.9)
     front = np.abs(np.abs(theta) - np.pi) < np.deg2rad(30)
     value = np.where(front[None, :], 140.0, bone)
-    occ = np.clip(edge / 0.8 + 0.5, 0, 1) * inside * (np.abs(np.abs(theta) - np.pi) > np.deg2rad(9))[None, :]
+    lateral = (np.abs(np.abs(theta) - np.pi) > np.deg2rad(9)) & (np.abs(theta) > np.deg2rad(22))
+    occ = np.clip(edge / 0.8 + 0.5, 0, 1) * inside * lateral[None, :]
     sub = cv.hu[:, iy, ix]
     cv.hu[:, iy, ix] = sub + occ * (value - sub)
     cls = cv.cls[:, iy, ix]
     cls[occ > 0.5] = _T["bone"]
     cv.cls[:, iy, ix] = cls
-    _paint_bone2d(cv, cfg, b.mid_x, b.sternum_y - 6.5, rng.uniform(12, 18), rng.uniform(5, 7), 1.4)
 
 
 def _paint_bone2d(cv: _Canvas, cfg: PhantomConfig, cx: float, cy: float, ax: float, ay: float,
@@ -784,17 +792,20 @@ def _paint_spine(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.random.Gener
         cv.paint_full(_ellipse2d(g, b.mid_x + side * 24, b.spine_y + r + 4, 13, 5), cfg.cortical_hu * 0.6, _T["bone"])
     cv.paint_full(_ellipse2d(g, b.mid_x, canal_y, 8, 7.5), 15.0, _T["soft_tissue"])
     _paint_bone2d(cv, cfg, b.mid_x, b.spine_y, 1.1 * r, r, 1.5)
-    # intervertebral discs: periodic along z, soft tissue inside the body outline
-    z, _y, _x = g.coords()
-    pitch = rng.uniform(23, 29)
-    disc = (np.mod(z / pitch + rng.uniform(0, 1), 1.0) < 5.5 / pitch).astype(np.float32)
-    d = _ellipse2d(g, b.mid_x, b.spine_y, 1.1 * r - 0.5, r - 0.5)
-    cv.paint_full(d, 90.0, _T["soft_tissue"], where=disc)
     # oesophagus in front of the spine, sometimes with air
     ex, ey = b.mid_x + 6, b.spine_y - r - 9
     cv.paint_full(_ellipse2d(g, ex, ey, 8, 7), cfg.muscle_hu, _T["soft_tissue"])
     if rng.random() < 0.5:
         cv.paint_full(_ellipse2d(g, ex, ey, 2.5, 1.8), -900.0, _T["air"])
+
+
+def _paint_discs(cv: _Canvas, b: _Body, rng: np.random.Generator) -> None:
+    """Intervertebral discs: soft-tissue slabs inside the vertebral body outline, periodic in z."""
+    z, _y, _x = cv.grid.coords()
+    pitch = rng.uniform(23, 29)
+    disc = (np.mod(z / pitch + rng.uniform(0, 1), 1.0) < 5.5 / pitch).astype(np.float32)
+    d = _ellipse2d(cv.grid, b.mid_x, b.spine_y, 1.1 * b.vb_r - 0.5, b.vb_r - 0.5)
+    cv.paint_full(d, 90.0, _T["soft_tissue"], where=disc)
 
 
 def _paint_mediastinum(cv: _Canvas, cfg: PhantomConfig, b: _Body) -> None:
@@ -840,6 +851,13 @@ def _paint_heart(cv: _Canvas, cfg: PhantomConfig, geo: _HeartGeometry, rng: np.r
     for _ in range(int(rng.integers(1, 4))):  # extra fat pads (apex, RV free wall, AV grooves)
         c = np.array([rng.uniform(-20, 40), rng.uniform(-40, 10), rng.uniform(-20, 30)]) * cfg.heart_scale * HEART_BASE_SCALE
         cv.paint(_ellipsoid(g, geo.to_lps(c), R, rng.uniform(10, 22, 3), 2), cfg.fat_hu, _T["fat"])
+    # inferior vena cava (unenhanced blood) rising into the right atrium, which overwrites its cap
+    ra_c = geo.to_lps(geo.ra.center)
+    half_z = float(np.sqrt(((geo.frame[2] * geo.ra.semi) ** 2).sum()))
+    ivc0 = ra_c - np.array([0, 0, 0.6 * half_z])
+    bottom = g.origin[0] - 60
+    cv.paint(_capsule(g, ivc0, np.array([ra_c[0] + 8, ra_c[1] + 12, bottom]), 11.0, 11.0, 2),
+             rng.uniform(60, 160), _T["blood"])
     # atria first so the ventricles' base closes over them, then reopen the mitral inflow
     for e, hu in ((geo.la, la_hu), (geo.ra, ra_hu)):
         cv.paint(ell(e, 2.5), myo, _T["myocardium"])
@@ -886,7 +904,7 @@ def _paint_great_vessels(cv: _Canvas, cfg: PhantomConfig, geo: _HeartGeometry, r
     r_ao = cfg.aorta_radius_mm
     ao_dir = np.array([rng.uniform(-0.3, 0.0), rng.uniform(-0.25, 0.05), 1.0])
     ao_top = ar + ao_dir / np.linalg.norm(ao_dir) * (top - ar[2])
-    lvot = geo.to_lps(np.array([-22, 4, 5]) * k)
+    lvot = geo.to_lps(np.array([-22, 7, 5]) * k)
     cv.paint(_capsule(g, lvot, ar, 10 * k + 2, r_ao + 1.5, 2), myo, _T["myocardium"])
     cv.paint(_capsule(g, ar, ao_top, r_ao + 1.5, r_ao + 1.5, 2), 45.0, _T["soft_tissue"])
     cv.paint(_capsule(g, lvot, ar, 10 * k, r_ao, 2), hu["lv"], _T["blood"])
@@ -896,17 +914,14 @@ def _paint_great_vessels(cv: _Canvas, cfg: PhantomConfig, geo: _HeartGeometry, r
     ra_c = geo.to_lps(geo.ra.center)
     svc0 = ra_c + np.array([0, 4, geo.ra.semi[2] * 0.6])
     cv.paint(_capsule(g, svc0, np.array([svc0[0] - 3, svc0[1] + 4, top]), 9.5, 9.5, 2), cfg.svc_hu, _T["blood"])
-    ivc_hu = rng.uniform(60, 160)
-    ivc0 = ra_c - np.array([0, 0, 0.9 * geo.ra.semi[2]])
-    cv.paint(_capsule(g, ivc0, np.array([ra_c[0] + 8, ra_c[1] + 12, bottom]), 11.0, 11.0, 2), ivc_hu, _T["blood"])
     return {"aortic_root_lps": ar.tolist(), "ascending_aorta_top_lps": ao_top.tolist(),
             "aorta_radius_mm": r_ao, "lv_center_lps": geo.to_lps(geo.lv_in.center).tolist()}
 
 
 def _paint_descending_aorta(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.random.Generator) -> dict[str, Any]:
     r = rng.uniform(10, 13.5)
-    cx = b.mid_x + rng.uniform(18, 28)
-    cy = b.spine_y - b.vb_r - rng.uniform(4, 12)
+    cx = b.mid_x + b.vb_r + 0.6 * r + rng.uniform(0, 6)
+    cy = b.spine_y - b.vb_r * rng.uniform(0.4, 0.9)
     cv.paint_full(_ellipse2d(cv.grid, cx, cy, r + 1.2, r + 1.2), 45.0, _T["soft_tissue"])
     cv.paint_full(_ellipse2d(cv.grid, cx, cy, r, r), cfg.contrast_hu * rng.uniform(0.95, 1.02), _T["aorta"])
     return {"descending_aorta_xy": [float(cx), float(cy)], "descending_aorta_radius_mm": float(r)}
@@ -922,20 +937,40 @@ def _heart_bottom(geo: _HeartGeometry) -> float:
 
 
 def _render_anatomy(cfg: PhantomConfig, grid: _Grid, geo: _HeartGeometry) -> tuple[_Canvas, dict[str, Any]]:
-    """Paint all large anatomy on the low-resolution grid."""
+    """Paint all large anatomy on the low-resolution grid.
+
+    Everything that does not change along z (body wall, mediastinum, spine, descending aorta,
+    sternum) is painted once on a single plane and extruded, which is 100x cheaper than 3-D.
+    """
     rng = np.random.default_rng([cfg.seed, 2])
-    cv = _Canvas(grid, background=-1000.0)
     b = _body_layout(cfg, geo)
-    _paint_body_wall(cv, cfg, b)
+    plane = _Canvas(_Grid((1,) + grid.shape[1:], grid.spacing, (0.0,) + grid.origin[1:]), background=-1000.0)
+    _paint_body_wall(plane, cfg, b)
+    _paint_mediastinum(plane, cfg, b)
+    landmarks = _paint_descending_aorta(plane, cfg, b, rng)
+    _paint_spine(plane, cfg, b, rng)
+    _paint_bone2d(plane, cfg, b.mid_x, b.sternum_y - 6.5, rng.uniform(12, 18), rng.uniform(5, 7), 1.4)
+    cv = plane.extruded(grid)
     _lung_texture(cv, cfg, b, rng)
-    _paint_ribs_and_sternum(cv, cfg, b, rng)
-    _paint_mediastinum(cv, cfg, b)
-    landmarks = _paint_descending_aorta(cv, cfg, b, rng)
-    _paint_spine(cv, cfg, b, rng)
+    _paint_ribs(cv, cfg, b, rng)
+    _paint_discs(cv, b, rng)
     _paint_abdomen(cv, cfg, b, _heart_bottom(geo), rng)
     landmarks.update(_paint_heart(cv, cfg, geo, rng))
+    _soft_texture(cv, cfg, rng)
     landmarks.update({"midline_x": b.mid_x, "spine_y": b.spine_y, "sternum_y": b.sternum_y})
     return cv, landmarks
+
+
+def _soft_texture(cv: _Canvas, cfg: PhantomConfig, rng: np.random.Generator) -> None:
+    """Low-frequency inhomogeneity per tissue (contrast mixing, fat strands, liver parenchyma)."""
+    sigma = 3.0 / np.array(cv.grid.spacing)
+    field = ndimage.gaussian_filter(rng.standard_normal(cv.grid.shape, dtype=np.float32), sigma, truncate=2.5)
+    field /= field.std() + 1e-6
+    amp = np.zeros(256, np.float32)
+    for name, value in (("blood", 0.04 * cfg.contrast_hu), ("aorta", 0.015 * cfg.contrast_hu), ("myocardium", 9.0),
+                        ("fat", 9.0), ("liver", 9.0), ("soft_tissue", 5.0)):
+        amp[_T[name]] = value
+    cv.hu += amp[cv.cls] * field
 
 
 # --------------------------------------------------------------------------------------------
@@ -943,17 +978,38 @@ def _render_anatomy(cfg: PhantomConfig, grid: _Grid, geo: _HeartGeometry) -> tup
 # --------------------------------------------------------------------------------------------
 
 
-def _upsample2(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Linear 2x upsampling on every axis (low-res voxel j centred at full-res index 2j + 0.5)."""
-    for axis in range(3):
+def _up_plane(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Linear 2x upsampling of one plane (low-res pixel j centred at full-res index 2j + 0.5)."""
+    for axis in (0, 1):
         a = np.moveaxis(a, axis, 0)
-        prev = np.concatenate([a[:1], a[:-1]])
-        nxt = np.concatenate([a[1:], a[-1:]])
         out = np.empty((2 * a.shape[0],) + a.shape[1:], dtype=np.float32)
-        out[0::2] = 0.75 * a + 0.25 * prev
-        out[1::2] = 0.75 * a + 0.25 * nxt
+        out[0::2] = 0.75 * a
+        out[1::2] = 0.75 * a
+        out[2::2] += 0.25 * a[:-1]
+        out[0] += 0.25 * a[0]
+        out[1:-1:2] += 0.25 * a[1:]
+        out[-1] += 0.25 * a[-1]
         a = np.moveaxis(out[: shape[axis]], 0, axis)
     return np.ascontiguousarray(a)
+
+
+def _upsample2_into(a: np.ndarray, out: np.ndarray) -> None:
+    """Linear 2x upsampling of a volume into ``out``, one low-res slice at a time (no big temporaries)."""
+    n_low, plane_shape = a.shape[0], out.shape[1:]
+    planes: dict[int, np.ndarray] = {}
+
+    def plane(j: int) -> np.ndarray:
+        j = min(max(j, 0), n_low - 1)
+        if j not in planes:
+            planes[j] = _up_plane(a[j], plane_shape)
+        return planes[j]
+
+    for j in range(n_low):
+        for k, neighbour in ((2 * j, j - 1), (2 * j + 1, j + 1)):
+            if k < out.shape[0]:
+                np.multiply(plane(j), 0.75, out=out[k])
+                out[k] += 0.25 * plane(neighbour)
+        planes.pop(j - 1, None)
 
 
 def _nearest_up2(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -963,80 +1019,89 @@ def _nearest_up2(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 @dataclass
-class _VesselFields:
-    """Signed distances to the coronary lumen and plaque surfaces, and lumen HU, in a sub-box."""
+class _VesselSamples:
+    """Voxels near the coronaries (flat indices) with their signed distances and lumen HU."""
 
-    box: Box
+    index: np.ndarray
     lumen: np.ndarray
     outer: np.ndarray
     hu: np.ndarray
 
 
-def _vessel_fields(grid: _Grid, vessels: list[tuple[np.ndarray, _Vessel]], contrast: float,
-                   margin: float) -> _VesselFields | None:
-    """Union of tapered capsules along all centrelines, evaluated chunk by chunk in small boxes."""
-    all_pts = np.concatenate([p for p, _v in vessels])
-    box = grid.box(all_pts.min(0) - 4 - margin, all_pts.max(0) + 4 + margin)
-    if box is None:
-        return None
-    shape = tuple(s.stop - s.start for s in box)
-    f = _VesselFields(box, np.full(shape, 99.0, np.float32), np.full(shape, 99.0, np.float32),
-                      np.zeros(shape, np.float32))
-    sub = _Grid(shape, grid.spacing, tuple(grid.origin[i] + grid.spacing[i] * box[i].start for i in range(3)))
+def _vessel_samples(grid: _Grid, vessels: list[tuple[np.ndarray, _Vessel]], contrast: float,
+                    reach: float) -> _VesselSamples:
+    """Union of tapered capsules along all centrelines, evaluated chunk by chunk in small boxes.
+
+    Only voxels within ``reach`` mm of a vessel wall are kept; overlaps between chunks are
+    resolved by keeping the smallest distance (a true union, so joints have no seams).
+    """
+    parts: list[tuple[np.ndarray, ...]] = []
     for pts, v in vessels:
         for i in range(0, len(pts) - 1, 6):
             j = min(i + 7, len(pts))
-            _update_chunk(f, sub, pts[i:j], v.radius[i:j], v.outer[i:j], v.hu_scale[i:j] * contrast, margin)
-    return f
+            part = _chunk_samples(grid, pts[i:j], v.radius[i:j], v.outer[i:j], v.hu_scale[i:j] * contrast, reach)
+            if part is not None:
+                parts.append(part)
+    if not parts:
+        empty = np.zeros(0, np.float32)
+        return _VesselSamples(np.zeros(0, np.int64), empty, empty, empty)
+    index, lumen, outer, hu = (np.concatenate(c) for c in zip(*parts))
+    order = np.lexsort((lumen, index))
+    index, lumen, outer, hu = index[order], lumen[order], outer[order], hu[order]
+    first = np.concatenate([[True], index[1:] != index[:-1]])
+    starts = np.flatnonzero(first)
+    return _VesselSamples(index[first], lumen[first], np.minimum.reduceat(outer, starts), hu[first])
 
 
-def _update_chunk(f: _VesselFields, grid: _Grid, pts: np.ndarray, r: np.ndarray, outer: np.ndarray,
-                  hu: np.ndarray, margin: float) -> None:
-    """Fold the capsules of one centreline chunk into the running minimum distance fields."""
-    rmax = float(outer.max()) + margin
+def _chunk_samples(grid: _Grid, pts: np.ndarray, r: np.ndarray, outer: np.ndarray, hu: np.ndarray,
+                   reach: float) -> tuple[np.ndarray, ...] | None:
+    """Distances to one centreline chunk (a few capsules) for voxels within ``reach`` of it."""
+    rmax = float(outer.max()) + reach
     box = grid.box(pts.min(0) - rmax, pts.max(0) + rmax)
     if box is None:
-        return
+        return None
     z, y, x = grid.coords(box)
-    best = np.full((box[0].stop - box[0].start, box[1].stop - box[1].start, box[2].stop - box[2].start),
-                   99.0, np.float32)
-    best_out, best_hu = best.copy(), np.zeros_like(best)
+    best = best_out = best_hu = None
     for k in range(len(pts) - 1):
-        a, b = pts[k], pts[k + 1]
-        seg = b - a
+        a, seg = pts[k], pts[k + 1] - pts[k]
         length2 = float(seg @ seg) + 1e-9
         dx, dy, dz = x - a[0], y - a[1], z - a[2]
         t = np.clip(((seg[0] * dx + seg[1] * dy) + seg[2] * dz) / length2, 0.0, 1.0)
         d = np.sqrt((dx - t * seg[0]) ** 2 + (dy - t * seg[1]) ** 2 + (dz - t * seg[2]) ** 2)
         lum = d - (r[k] + (r[k + 1] - r[k]) * t)
         out = d - (outer[k] + (outer[k + 1] - outer[k]) * t)
+        h = hu[k] + (hu[k + 1] - hu[k]) * t
+        if best is None:
+            best, best_out, best_hu = lum, out, h
+            continue
         closer = lum < best
         best = np.where(closer, lum, best)
-        best_hu = np.where(closer, hu[k] + (hu[k + 1] - hu[k]) * t, best_hu)
+        best_hu = np.where(closer, h, best_hu)
         best_out = np.minimum(best_out, out)
-    lum_view, out_view, hu_view = f.lumen[box], f.outer[box], f.hu[box]
-    closer = best < lum_view
-    lum_view[closer] = best[closer]
-    hu_view[closer] = best_hu[closer]
-    np.minimum(out_view, best_out, out=out_view)
+    keep = best_out < reach
+    iz, iy, ix = np.nonzero(keep)
+    index = np.ravel_multi_index((iz + box[0].start, iy + box[1].start, ix + box[2].start), grid.shape)
+    return index, best[keep], best_out[keep], best_hu[keep]
 
 
-def _draw_coronaries(img: np.ndarray, grid: _Grid, fields: _VesselFields, cfg: PhantomConfig,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Blend fat sheath, soft plaque and lumen into ``img``; return the lumen label (uint8)."""
+def _draw_coronaries(img: np.ndarray, label: np.ndarray, grid: _Grid, vs: _VesselSamples,
+                     cfg: PhantomConfig, rng: np.random.Generator) -> None:
+    """Blend fat sheath, soft plaque and lumen into ``img`` and mark the lumen in ``label``.
+
+    The fat sheath reproduces the epicardial fat the coronaries run in; it never replaces
+    myocardium or contrast-filled blood.
+    """
     ramp = float(grid.spacing[1])
-    sub = img[fields.box]
-    sheath = np.clip(0.5 - (fields.outer - 2.0) / ramp, 0, 1) * (sub < cfg.myocardium_hu - 25)
-    sub += sheath * (cfg.fat_hu - sub)
-    plaque_hu = float(rng.uniform(20, 70))
-    has_plaque = fields.outer < fields.lumen - 0.05
-    plaque = np.clip(0.5 - fields.outer / ramp, 0, 1) * has_plaque
-    sub += plaque * (plaque_hu - sub)
-    lumen = np.clip(0.5 - fields.lumen / ramp, 0, 1)
-    sub += lumen * (fields.hu - sub)
-    label = np.zeros(img.shape, np.uint8)
-    label[fields.box] = fields.lumen <= 0
-    return label
+    flat = img.reshape(-1)
+    val = flat[vs.index]
+    sheath = np.clip(0.5 - (vs.outer - 2.0) / ramp, 0, 1) * (val < cfg.myocardium_hu - 25)
+    val += sheath * (cfg.fat_hu - val)
+    plaque = np.clip(0.5 - vs.outer / ramp, 0, 1) * (vs.outer < vs.lumen - 0.05)
+    val += plaque * (float(rng.uniform(20, 70)) - val)
+    lumen = np.clip(0.5 - vs.lumen / ramp, 0, 1)
+    val += lumen * (vs.hu - val)
+    flat[vs.index] = val
+    label.reshape(-1)[vs.index[vs.lumen <= 0]] = 1
 
 
 def _draw_calcium(img: np.ndarray, label: np.ndarray, grid: _Grid, vessels: list[tuple[np.ndarray, _Vessel]],
@@ -1066,38 +1131,71 @@ def _draw_calcium(img: np.ndarray, label: np.ndarray, grid: _Grid, vessels: list
     return found
 
 
-def _gaussian_gain(sigmas_vox: tuple[float, ...]) -> float:
-    """Std of unit white noise after a separable discrete Gaussian (product of kernel norms)."""
-    gain = 1.0
-    for s in sigmas_vox:
-        if s <= 0:
-            continue
-        radius = int(4 * s + 0.5)
-        x = np.arange(-radius, radius + 1)
-        k = np.exp(-0.5 * (x / s) ** 2)
-        k /= k.sum()
-        gain *= float(np.sqrt((k ** 2).sum()))
-    return gain
+def _gauss_kernel(sigma: float, truncate: float = 3.0) -> np.ndarray:
+    """The discrete Gaussian scipy uses for ``sigma`` (voxels) and ``truncate``."""
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 * (x / max(sigma, 1e-6)) ** 2)
+    return k / k.sum()
 
 
-def _form_image(img: np.ndarray, grid: _Grid, cfg: PhantomConfig, rng: np.random.Generator) -> np.ndarray:
-    """Apply the PSF and add correlated noise (stronger in the body centre); clip and cast."""
-    fwhm_to_sigma = 1.0 / 2.3548
-    psf = tuple(cfg.psf_fwhm_mm * fwhm_to_sigma / s for s in grid.spacing)
-    grain = tuple(cfg.noise_grain_mm / s for s in grid.spacing)
-    grain = (grain[0] * 0.8, grain[1], grain[2])
-    ndimage.gaussian_filter(img, psf, output=img, truncate=3.0)
-    noise = rng.standard_normal(img.shape, dtype=np.float32)
+def _fine_gain(sigmas: tuple[float, ...]) -> float:
+    """Std of unit white noise after the separable PSF."""
+    return float(np.prod([np.sqrt((_gauss_kernel(s) ** 2).sum()) for s in sigmas]))
+
+
+def _coarse_gain(sigmas: tuple[float, ...]) -> float:
+    """Std of unit white noise on the half-resolution grid after 2x linear upsampling and the PSF."""
+    var = 1.0
+    for s in sigmas:
+        k = np.convolve(np.array([0.25, 0.75, 0.75, 0.25]), _gauss_kernel(s))
+        var *= 0.5 * ((k[0::2] ** 2).sum() + (k[1::2] ** 2).sum())
+    return float(np.sqrt(var))
+
+
+def _noise_weight(grid: _Grid, cfg: PhantomConfig) -> np.ndarray:
+    """In-plane noise multiplier: 1 in the chest centre, lower towards the periphery (photon paths)."""
     _z, y, x = grid.coords()
     cx, cy = cfg.heart_center[0] - 0.5 * cfg.midline_offset_mm, cfg.heart_center[1] + 20
-    weight = (1.0 + cfg.noise_centre_boost * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 70.0 ** 2)))
-    weight /= 1.0 + cfg.noise_centre_boost
-    noise *= weight
-    ndimage.gaussian_filter(noise, grain, output=noise, truncate=3.0)
-    noise *= np.float32(cfg.noise_std_hu / _gaussian_gain(grain))
-    img += noise
-    np.clip(img, HU_MIN, HU_MAX, out=img)
-    return np.rint(img, out=img).astype(np.int16)
+    w = 1.0 + cfg.noise_centre_boost * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 70.0 ** 2))
+    return (w / (1.0 + cfg.noise_centre_boost)).astype(np.float32)
+
+
+def _psf_sigmas(grid: _Grid, cfg: PhantomConfig) -> tuple[float, float, float]:
+    return tuple(cfg.psf_fwhm_mm / 2.3548 / s for s in grid.spacing)  # type: ignore[return-value]
+
+
+def _add_coarse_noise(cv: _Canvas, full: _Grid, cfg: PhantomConfig) -> None:
+    """The low-frequency part of the noise, added on the half-resolution grid before upsampling."""
+    std = cfg.noise_std_hu * np.sqrt(cfg.noise_coarse_fraction) / _coarse_gain(_psf_sigmas(full, cfg))
+    noise = np.random.default_rng([cfg.seed, 4]).standard_normal(cv.grid.shape, dtype=np.float32)
+    noise *= _noise_weight(cv.grid, cfg) * np.float32(std)
+    cv.hu += noise
+
+
+def _form_image(img: np.ndarray, grid: _Grid, cfg: PhantomConfig, chunk: int = 32) -> np.ndarray:
+    """PSF blur plus the fine part of the noise, slab by slab (halo kept), clipped to int16 HU.
+
+    White noise is drawn per slice from ``(seed, slice)`` so overlapping halos agree and the
+    result equals one whole-volume filter.
+    """
+    psf = _psf_sigmas(grid, cfg)
+    std = cfg.noise_std_hu * np.sqrt(1.0 - cfg.noise_coarse_fraction) / _fine_gain(psf)
+    weight = _noise_weight(grid, cfg)[0] * np.float32(std)
+    n, halo = img.shape[0], 4
+    out = np.empty(img.shape, np.int16)
+    for z0 in range(0, n, chunk):
+        z1 = min(z0 + chunk, n)
+        lo, hi = max(z0 - halo, 0), min(z1 + halo, n)
+        sub = img[lo:hi].copy()
+        for k in range(lo, hi):
+            white = np.random.default_rng([cfg.seed, 3, k]).standard_normal(sub.shape[1:], dtype=np.float32)
+            sub[k - lo] += white * weight
+        ndimage.gaussian_filter(sub, psf, output=sub, truncate=3.0)
+        part = sub[z0 - lo: z1 - lo]
+        np.clip(part, HU_MIN, HU_MAX, out=part)
+        out[z0:z1] = np.rint(part)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1121,18 +1219,19 @@ def render_phantom(cfg: PhantomConfig, with_tissue: bool = False) -> PhantomResu
     full, low = _grids(cfg)
     geo = _heart_geometry(cfg)
     canvas, landmarks = _render_anatomy(cfg, low, geo)
-    img = _upsample2(canvas.hu, full.shape)
     tissue = _nearest_up2(canvas.cls, full.shape) if with_tissue else None
+    _add_coarse_noise(canvas, full, cfg)
+    img = np.empty(full.shape, np.float32)
+    _upsample2_into(canvas.hu, img)
     del canvas
     tree_rng = np.random.default_rng([cfg.seed, 1])
     vessels = [(geo.to_lps(v.points), v) for v in _TreeBuilder(cfg, geo, tree_rng).build()]
     label = np.zeros(full.shape, np.uint8)
-    fields = _vessel_fields(full, vessels, cfg.contrast_hu, margin=2.5)
-    if fields is not None:
-        label = _draw_coronaries(img, full, fields, cfg, tree_rng)
-    del fields
+    samples = _vessel_samples(full, vessels, cfg.contrast_hu, reach=2.0 + float(full.spacing[1]))
+    _draw_coronaries(img, label, full, samples, cfg, tree_rng)
     calcium = _draw_calcium(img, label, full, vessels, cfg, tree_rng)
-    hu = _form_image(img, full, cfg, np.random.default_rng([cfg.seed, 3]))
+    hu = _form_image(img, full, cfg)
+    del img
     landmarks.update({"calcifications": calcium,
                       "vessels": {v.name: {"length_mm": round(float(v.arclength[-1]), 1),
                                            "radius_mm": [round(float(v.radius.max()), 2), round(float(v.radius.min()), 2)]}
