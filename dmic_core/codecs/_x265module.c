@@ -304,6 +304,10 @@ static PyObject *x265_encode(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_NoMemory();
         goto fail;
     }
+    /* param_alloc returns uninitialised memory and param_free reads its zone fields, so both
+     * params must be initialised before any error path can free them. */
+    s.api->param_default(s.param);
+    s.api->param_default(s.readback);
     if (s.api->param_default_preset(s.param, preset, NULL) < 0) {
         PyErr_Format(PyExc_ValueError, "unknown x265 preset '%s'", preset);
         goto fail;
