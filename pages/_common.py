@@ -28,6 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from dmic_core.errors import DmicInputError
+from dmic_core.io import load_label, load_volume  # imported with the page, not on the first upload
 from dmic_core.jobs import JobStore, default_workers, ensure_runner, runner_alive
 
 _WS_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -118,8 +119,6 @@ def _mtime(path: str | Path | None) -> float:
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def _volume(path: str, mtime: float):
-    from dmic_core.io import load_volume
-
     return load_volume(path)
 
 
@@ -129,8 +128,6 @@ def load_volume_cached(path: str | Path):
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def _label(path: str, image: str, mtimes: tuple[float, float]) -> np.ndarray:
-    from dmic_core.io import load_label
-
     return (load_label(path, like=_volume(image, mtimes[1])) > 0).astype(np.uint8)
 
 
