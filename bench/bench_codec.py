@@ -54,24 +54,33 @@ def psnr(recon: np.ndarray, frames: np.ndarray) -> float:
     return float(10 * np.log10((2**BIT_DEPTH - 1) ** 2 / max(mse, 1e-12)))
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter of this process (Linux), so each run has its own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
+def _status_kb(field: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
     except OSError:
         pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS counter (Linux ``clear_refs`` 5); False where it has no
+    effect (then the reported peak is the process-wide peak so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    hwm, rss = _status_kb("VmHWM"), _status_kb("VmRSS")
+    return hwm is not None and rss is not None and hwm <= 1.05 * rss
+
+
+def _peak_rss_mb() -> float:
+    hwm = _status_kb("VmHWM")
+    if hwm is not None:
+        return hwm / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -80,15 +89,19 @@ def run_one(codec: Any, frames: np.ndarray, qps: np.ndarray,
     """Encode once and measure; peak RSS is per run where /proc allows, else process-wide."""
     per_run = _reset_peak_rss()
     tracemalloc.start()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     res = codec.encode(frames, BIT_DEPTH, qps, offsets)
     wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {
         "encode_s": round(res.encode_seconds, 3),
         "s_per_frame": round(res.encode_seconds / len(frames), 4),
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),  # all threads; contention-free estimate of 2-core wall: cpu/2
         "bits": int(res.total_bits),
         "kbits": round(res.total_bits / 1000, 1),
         "psnr_db": round(psnr(res.recon, frames), 3),
@@ -166,13 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "codec": name, "map": map_name,
                 "total_encode_s": round(sum(r["encode_s"] for r in runs), 2),
                 "mean_encode_s": round(float(np.mean([r["encode_s"] for r in runs])), 2),
+                "mean_cpu_s": round(float(np.mean([r["cpu_s"] for r in runs])), 2),
                 "bd_rate_vs_veryslow_pct": bd_rate(ref, runs) if ref else None,
                 "bd_rate_vs_hm_pct": bd_rate(hm, runs) if hm else None,
             })
-    print(f"\n{'codec':<16} {'map':<7} {'mean s/run':>10} {'BD-rate vs veryslow %':>22} "
-          f"{'vs HM %':>8}")
+    print(f"\n{'codec':<16} {'map':<7} {'mean s/run':>10} {'cpu s/run':>9} "
+          f"{'BD-rate vs veryslow %':>22} {'vs HM %':>8}")
     for s in summary:
-        print(f"{s['codec']:<16} {s['map']:<7} {s['mean_encode_s']:>10.2f} "
+        print(f"{s['codec']:<16} {s['map']:<7} {s['mean_encode_s']:>10.2f} {s['mean_cpu_s']:>9.2f} "
               f"{str(s['bd_rate_vs_veryslow_pct']):>22} {str(s['bd_rate_vs_hm_pct']):>8}")
     if hm_reason is not None:
         print(f"HM not run: {hm_reason}")
@@ -180,8 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "data": str(args.ct), "frames": n, "size": [height, width], "bit_depth": BIT_DEPTH,
-        "threads": args.threads, "cpus": os.cpu_count(), "machine": platform.processor() or
-        platform.machine(), "hm": hm_reason or "present", "rows": rows, "summary": summary,
+        "threads": args.threads, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+        "machine": platform.processor() or platform.machine(), "hm": hm_reason or "present",
+        "rows": rows, "summary": summary,
     }, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -25,8 +25,9 @@ SUPPORTED_X265_BUILDS = (199,)
 #: Bit depths DMIC codes at; CT volumes need 12 bits, so all three must be present.
 BIT_DEPTHS = (8, 10, 12)
 
-#: Default preset, chosen from bench/bench_codec.py on real CT (docs/codec.md): the fastest
-#: preset within about +10% BD-rate of HM at far more than 50x HM's speed.
+#: Default preset, chosen with bench/bench_codec.py on real CT (docs/codec.md): the only fast
+#: preset within +10% BD-rate of HM (+5-6% against veryslow; medium is +15%), at 2-7 CPU-s
+#: per 33 frames of 512x512.
 DEFAULT_PRESET = "slow"
 
 #: x265 quantisation-offset block size (``quantOffsets`` has one float per 16x16 block).
