@@ -170,3 +170,15 @@ def test_downloads_page(workspace, monkeypatch):
     assert not at.exception, at.exception
     assert not _errors(at)
     assert len(at.get("download_button")) >= 6
+
+
+@pytest.mark.slow
+def test_home_example_generates_a_phantom(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMIC_WORKSPACE_ROOT", str(tmp_path))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.button(key="home_example").click().run()
+    assert not at.exception, at.exception
+    ws = tmp_path / at.session_state["ws_id"]
+    assert (ws / "example" / "image.nii.gz").is_file() and (ws / "example" / "label.nii.gz").is_file()
+    assert json.loads((ws / "current.json").read_text())["label"].endswith("label.nii.gz")
