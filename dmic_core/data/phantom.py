@@ -123,10 +123,13 @@ class PhantomConfig:
         drawn_slices = int(np.clip(round(r.normal(205, 35)), 128, 275))
         dominance = str(r.choice(["right", "left", "co"], p=[0.8, 0.1, 0.1]))
         contrast = u(330, 520)
+        heart_scale = u(0.9, 1.15)
+        # the scan's field of view is chosen to fit the heart: bigger hearts, coarser pixels
+        spacing = float(np.clip(0.30 + 0.6 * (heart_scale - 0.9) + r.normal(0, 0.03), 0.30, 0.45))
         return cls(
             seed=int(seed), n_slices=int(n_slices or drawn_slices), size=int(size),
-            spacing_xy=round(u(0.30, 0.45), 4) * NOMINAL_SIZE / size, spacing_z=SLICE_SPACING_MM,
-            heart_center=(u(-12, 12), u(-10, 10), u(-4, 10)), heart_scale=u(0.9, 1.15),
+            spacing_xy=round(spacing, 4) * NOMINAL_SIZE / size, spacing_z=SLICE_SPACING_MM,
+            heart_center=(u(-12, 12), u(-24, -6), u(-4, 10)), heart_scale=heart_scale,
             heart_yaw_deg=u(-12, 12), heart_tilt_deg=u(-10, 10), heart_roll_deg=u(-15, 15),
             epicardial_fat_mm=u(1.0, 4.0), aorta_radius_mm=u(12.5, 17.0),
             midline_offset_mm=u(15, 32), posterior_gap_mm=u(4, 16), vertebra_radius_mm=u(15, 19),
@@ -138,7 +141,7 @@ class PhantomConfig:
             dominance=dominance, n_diagonals=int(r.integers(1, 5)), n_marginals=int(r.integers(1, 5)),
             n_acute_marginals=int(r.integers(1, 3)), n_septals=int(r.integers(1, 5)),
             n_rv_branches=int(r.integers(0, 3)), has_ramus=bool(r.random() < 0.25),
-            has_conus=bool(r.random() < 0.5), coronary_radius_scale=u(0.85, 1.15),
+            has_conus=bool(r.random() < 0.5), coronary_radius_scale=u(1.0, 1.25),
             distal_contrast_drop=u(0.05, 0.22), n_calcifications=int(r.poisson(u(0.0, 3.0))),
             n_stenoses=int(r.integers(0, 4)),
             psf_fwhm_mm=u(0.6, 0.8), noise_std_hu=u(18, 38), noise_coarse_fraction=u(0.3, 0.6),
@@ -449,7 +452,7 @@ def _wiggle(n: int, rng: np.random.Generator, amp: float, step: float = 1.0) -> 
 def _taper(n: int, r0: float, r1: float) -> np.ndarray:
     """Lumen radius from ``r0`` to ``r1`` along ``n`` points, narrowing faster distally."""
     t = np.linspace(0.0, 1.0, max(n, 1))
-    return r1 + (r0 - r1) * (1 - t) ** 0.8
+    return r1 + (r0 - r1) * (1 - t) ** 0.6
 
 
 def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, step: float = 1.0) -> np.ndarray:
@@ -528,7 +531,7 @@ class _TreeBuilder:
         h0, phi0 = p[0], np.arctan2(p[1], p[2])
         h, phi = self.free_walk(h0, phi0, heading, length)
         r0 = max(parent.radius[i] * r_ratio, 0.75)
-        r1 = float(self.rng.uniform(0.5, 0.7))
+        r1 = float(self.rng.uniform(0.6, 0.8))
         return self.surface_vessel(name, h, phi, r0, min(r1, r0), parent.start_s + parent.arclength[i])
 
     def ostial(self, direction: np.ndarray, target: np.ndarray, target_dir: np.ndarray,
@@ -547,7 +550,7 @@ class _TreeBuilder:
         cfg, rng, geo = self.cfg, self.rng, self.geo
         s = cfg.coronary_radius_scale
         r_lm, r_lad, r_lcx, r_rca = (s * rng.uniform(*lim) for lim in ((2.1, 2.6), (1.7, 2.2), (1.5, 2.0), (1.7, 2.2)))
-        r_end = lambda: float(rng.uniform(0.6, 0.85))  # noqa: E731
+        r_end = lambda: float(rng.uniform(0.7, 0.95))  # noqa: E731
         h_av = geo.h_av
         phi_ant = float(self.surf.groove(np.array([h_av + 5]), True)[0])
         phi_post = float(self.surf.groove(np.array([h_av + 5]), False)[0])
@@ -608,13 +611,13 @@ class _TreeBuilder:
         cfg, rng = self.cfg, self.rng
         if lad is not None:
             for j, frac in enumerate(np.sort(rng.uniform(0.12, 0.6, cfg.n_diagonals))):
-                self.branch(lad, f"D{j + 1}", frac, rng.uniform(40, 70), rng.uniform(25, 60), rng.uniform(0.55, 0.75))
+                self.branch(lad, f"D{j + 1}", frac, rng.uniform(40, 70), rng.uniform(35, 75), rng.uniform(0.55, 0.75))
         if lcx is not None:
             for j, frac in enumerate(np.sort(rng.uniform(0.3, 0.85, cfg.n_marginals))):
-                self.branch(lcx, f"OM{j + 1}", frac, rng.uniform(-20, 20), rng.uniform(30, 65), rng.uniform(0.55, 0.8))
+                self.branch(lcx, f"OM{j + 1}", frac, rng.uniform(-20, 20), rng.uniform(40, 80), rng.uniform(0.55, 0.8))
         if rca is not None:
             for j, frac in enumerate(np.sort(rng.uniform(0.3, 0.6, cfg.n_acute_marginals))):
-                self.branch(rca, f"AM{j + 1}", frac, rng.uniform(-25, 15), rng.uniform(25, 50), rng.uniform(0.5, 0.7))
+                self.branch(rca, f"AM{j + 1}", frac, rng.uniform(-25, 15), rng.uniform(30, 60), rng.uniform(0.5, 0.7))
             for j, frac in enumerate(np.sort(rng.uniform(0.15, 0.35, cfg.n_rv_branches))):
                 self.branch(rca, f"RV{j + 1}", frac, rng.uniform(20, 50), rng.uniform(20, 40), rng.uniform(0.45, 0.6))
             if cfg.dominance == "right":
@@ -735,8 +738,8 @@ def _lung_texture(cv: _Canvas, cfg: PhantomConfig, b: _Body, rng: np.random.Gene
     fine /= fine.std() + 1e-6
     coarse /= coarse.std() + 1e-6
     vessel_hu = 0.5 * (1 + cfg.right_heart_ratio) * cfg.contrast_hu * 0.6
-    dots = np.clip((fine - 2.0) / 0.5, 0, 1) + np.clip((coarse - 2.3) / 0.4, 0, 1)
-    value = cfg.lung_hu + gradient + 12.0 * fine + np.minimum(dots, 1.0) * (vessel_hu - cfg.lung_hu)
+    dots = np.clip((fine - 1.8) / 0.5, 0, 1) + np.clip((coarse - 2.2) / 0.4, 0, 1)
+    value = cfg.lung_hu + gradient + 25.0 * fine + np.minimum(dots, 1.0) * (vessel_hu - cfg.lung_hu)
     cv.hu[lung] = value[lung]
 
 
