@@ -11,7 +11,7 @@ WITH_TEST_TOOLS=0
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- system packages (only the missing ones) -------------------------------------------------
-APT_PACKAGES=(python3 python3-venv python3-dev gcc x265 libx265-dev ffmpeg)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc x265 libx265-dev ffmpeg libde265-examples)
 (( WITH_TEST_TOOLS )) && APT_PACKAGES+=(chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
