@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--val-seeds", default=None, metavar="C:D",
                         help=f"held-out phantom seeds (default {d.val_seeds[0]}:{d.val_seeds[-1] + 1})")
     parser.add_argument("--out", required=True, type=Path, help="weights file (best validation Dice)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default OUT.ckpt)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default work_dirs/checkpoints/OUT-STEM.ckpt)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     parser.add_argument("--steps", type=int, default=d.steps, help="total optimisation steps")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -73,7 +73,9 @@ def run(args) -> int:
         cfg.net()
     except ValueError as exc:
         raise DmicInputError(str(exc)) from None
-    if args.resume and not (args.checkpoint or args.out.with_name(args.out.name + ".ckpt")).is_file():
+    from dmic_core.segmentation.train import default_checkpoint
+
+    if args.resume and not (args.checkpoint or default_checkpoint(args.out)).is_file():
         raise DmicInputError("--resume: no checkpoint to continue from", args.checkpoint or args.out)
     summary = train(cfg, args.out, checkpoint=args.checkpoint, resume=args.resume,
                     progress=not args.no_progress)

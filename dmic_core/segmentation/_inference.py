@@ -48,7 +48,8 @@ def run_slices(hu: np.ndarray, model: Callable[[torch.Tensor], torch.Tensor], *,
     for start in range(0, z, batch_size):
         stop = min(z, start + batch_size)
         lo, hi = max(0, start - half), min(z, stop + half)
-        frames = prep(torch.from_numpy(np.ascontiguousarray(hu[lo:hi])))
+        chunk = np.ascontiguousarray(hu[lo:hi])
+        frames = prep(torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy()))
         x = slice_stack(frames, torch.arange(start, stop) - lo, in_slices)
         if zoom != 1.0:
             size = (max(1, round(h * zoom)), max(1, round(w * zoom)))

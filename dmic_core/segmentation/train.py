@@ -46,12 +46,13 @@ class LabelledVolume:
     bright_idx: np.ndarray | None = None  # (n, 3) bright non-vessel voxel coordinates (subsampled)
 
     def index(self, rng: np.random.Generator, max_bright: int = 200_000) -> None:
-        lab = np.asarray(self.label)
-        self.vessel_idx = np.argwhere(lab > 0).astype(np.int32)
-        bright = np.argwhere((np.asarray(self.hu) > 150) & (lab == 0)).astype(np.int32)
+        """Find vessel voxels and (a sample of) bright non-vessel voxels to centre patches on."""
+        lab = np.asarray(self.label).reshape(-1)
+        self.vessel_idx = np.stack(np.unravel_index(np.flatnonzero(lab), self.label.shape), 1).astype(np.int32)
+        bright = np.flatnonzero((np.asarray(self.hu).reshape(-1) > 150) & (lab == 0))
         if len(bright) > max_bright:
-            bright = bright[rng.choice(len(bright), max_bright, replace=False)]
-        self.bright_idx = bright
+            bright = np.sort(rng.choice(bright, max_bright, replace=False))
+        self.bright_idx = np.stack(np.unravel_index(bright, self.label.shape), 1).astype(np.int32)
 
 
 # --------------------------------------------------------------------------------------- data
@@ -253,6 +254,19 @@ def _load_data(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[list[Label
     return train, val
 
 
+def default_checkpoint(out: str | Path) -> Path:
+    """Where training checkpoints of ``out`` go unless told: git-ignored ``work_dirs/checkpoints/``."""
+    return DEFAULT_CACHE.parents[1] / "checkpoints" / f"{Path(out).stem}.ckpt"
+
+
+def _portable(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as stored in shipped weights: no machine-specific paths or thread counts."""
+    d = asdict(cfg)
+    d.pop("cache_dir", None)
+    d.pop("threads", None)
+    return d
+
+
 def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = None, resume: bool = False,
           progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, writing the best-validation weights to ``out`` and a resumable checkpoint.
@@ -260,7 +274,7 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
     Args:
         cfg: the run's settings.
         out: weights file (``save_weights`` format) holding the best validation Dice so far.
-        checkpoint: checkpoint path (default ``out`` + ``.ckpt``), written every
+        checkpoint: checkpoint path (default :func:`default_checkpoint`), written every
             ``cfg.checkpoint_every`` steps and at the end.
         resume: continue from ``checkpoint`` (its config wins over ``cfg`` except ``steps``).
 
@@ -268,7 +282,7 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
         A summary: best validation scores, steps, seconds.
     """
     out = Path(out)
-    ckpt_path = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
+    ckpt_path = Path(checkpoint) if checkpoint else default_checkpoint(out)
     torch.manual_seed(cfg.seed)
     state: dict[str, Any] | None = None
     if resume:
@@ -318,7 +332,7 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
             f"mIoU {scores['miou']:.4f}{'  (best)' if improved else ''}")
         if improved:
             best = {"step": step, **scores}
-            save_weights(net, out, {"spacing_mm": spacing, "threshold": 0.5, "train": asdict(cfg),
+            save_weights(net, out, {"spacing_mm": spacing, "threshold": 0.5, "train": _portable(cfg),
                                     "val": best, "trained_steps": step})
         net.train()
 

@@ -31,9 +31,12 @@ HU_WINDOW: tuple[float, float] = (-200.0, 800.0)
 def normalize_hu(hu: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Hounsfield units -> float32 tensor clipped to [0, 1] over :data:`HU_WINDOW`."""
     lo, hi = HU_WINDOW
-    t = torch.as_tensor(np.asarray(hu) if not isinstance(hu, torch.Tensor) else hu)
-    t = t.to(torch.float32)
-    return ((t - lo) / (hi - lo)).clamp_(0.0, 1.0)
+    if isinstance(hu, torch.Tensor):
+        t = hu.to(torch.float32)
+    else:
+        a = np.asarray(hu, dtype=np.float32)
+        t = torch.from_numpy(a if a.flags.writeable else a.copy())
+    return ((t - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
 class ConvBlock(nn.Sequential):
