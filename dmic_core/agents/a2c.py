@@ -95,6 +95,7 @@ class StepStats(NamedTuple):
     entropy_frame: float
     entropy_ctu: float
     value_err_frame: float
+    gain: float
 
 
 def _masked_entropy(logits: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
@@ -132,6 +133,7 @@ class A2CTrainer:
         self.torch_gen = torch.Generator().manual_seed(config.seed)
         self.space = agents.space
         self._valid = torch.as_tensor(self.space.valid_offset_table())
+        self._baseline_cache: dict[tuple[int, float], float] = {}
 
     # ------------------------------------------------------------------------------- sampling
     def sample_lambdas(self, n: int) -> np.ndarray:
@@ -169,7 +171,7 @@ class A2CTrainer:
         # rewards
         clip_r = np.zeros(b)
         ctu_r = np.zeros(len(c_act))
-        rates, drops = np.zeros(b), np.zeros(b)
+        rates, drops, gains = np.zeros(b), np.zeros(b), np.zeros(b)
         start = 0
         for j, cl in enumerate(clips):
             shape = cl.foreground.shape
@@ -178,6 +180,7 @@ class A2CTrainer:
             r, rc = cl.cache.ctu_rewards(int(qp_is[j]), off, float(lam[j]), c.ctu_baseline_offset)
             out = cl.cache.evaluate(int(qp_is[j]), off, float(lam[j]))
             clip_r[j], rates[j], drops[j] = r, out.rate, out.drop
+            gains[j] = r - self.baseline_reward(cl, float(lam[j]))
             ctu_r[start:start + n] = rc.reshape(-1)
             start += n
         # losses
@@ -208,21 +211,62 @@ class A2CTrainer:
         self.iteration += 1
         return StepStats(float(clip_r.mean()), float(rates.mean()), float(drops.mean()), float(qp_is.mean()),
                          float(offsets.mean()), float(loss_f.detach()), float(loss_c.detach()), float(f_ent.detach()),
-                         float(c_ent.detach()), float((f_value - f_ret).abs().mean().detach()))
+                         float(c_ent.detach()), float((f_value - f_ret).abs().mean().detach()),
+                         float(gains.mean()))
+
+    def baseline_reward(self, clip: TrainClip, lam: float) -> float:
+        """Reward of the best *two-level* decision for this clip and lambda: the best QP_I with the
+        smallest background offset and offset 0 on foreground (a hand-crafted reference; the
+        ``gain`` statistic is the agents' reward minus this, > 0 when they beat it)."""
+        key = (id(clip), round(lam, 6))
+        cache = self._baseline_cache
+        if key not in cache:
+            off = np.where(clip.foreground, 0 if 0 in self.space.fg_offsets else min(self.space.fg_offsets),
+                           min(self.space.bg_offsets)).astype(np.int32)
+            cache[key] = max(clip.cache.evaluate(int(q), off, lam).reward for q in self.space.qp_i)
+        return cache[key]
+
+    @torch.no_grad()
+    def evaluate_greedy(self, lambdas: Sequence[float] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)) -> dict[str, float]:
+        """Deterministic (argmax) decisions on every training clip at fixed lambdas, scored on the
+        surrogate: mean reward, and mean gain over the best two-level map (oracle QP_I)."""
+        self.agents.eval()
+        rewards, gains, qps = [], [], []
+        valid = self._valid
+        for cl in self.clips:
+            for lam in lambdas:
+                logits, _ = self.agents.frame(cl.frame_planes[None], lambda_context([lam]))
+                qp_i = int(self.space.qp_i_of(int(logits.argmax(-1)[0])))
+                obs = ctu_observation(cl.ctu_base, self.space.frame_qps(qp_i, cl.ctu_base.shape[0]), lam)
+                lc, _ = self.agents.ctu(obs.planes, obs.context, valid[obs.foreground.long()])
+                off = self.space.offset_of(lc.argmax(-1).numpy()).reshape(cl.foreground.shape)
+                r = cl.cache.evaluate(qp_i, off, lam).reward
+                rewards.append(r)
+                gains.append(r - self.baseline_reward(cl, float(lam)))
+                qps.append(qp_i)
+        self.agents.train()
+        return {"greedy_reward": float(np.mean(rewards)), "greedy_gain": float(np.mean(gains)),
+                "greedy_qp_i": float(np.mean(qps))}
 
     # -------------------------------------------------------------------------------- running
     def train(self, progress: Callable[[int, int, dict[str, float]], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, log_every: int = 10) -> list[dict[str, float]]:
+              should_stop: Callable[[], bool] | None = None, log_every: int = 10,
+              eval_every: int | None = None) -> list[dict[str, float]]:
         """Run until ``config.iterations`` (resuming from :attr:`iteration`) or ``should_stop()``.
 
         ``progress(done, total, stats)`` is called every ``log_every`` iterations with running
-        means and ``eta_s``. A checkpoint is written every ``checkpoint_every`` iterations, on
+        means and ``eta_s``; every ``eval_every`` iterations (and at 0) the stats also carry
+        :meth:`evaluate_greedy`'s numbers. A checkpoint is written every ``checkpoint_every`` iterations, on
         cancel (``should_stop`` or KeyboardInterrupt, which is re-raised) and at the end.
         """
         c = self.config
         if c.threads:
             torch.set_num_threads(c.threads)
         acc: list[StepStats] = []
+        greedy: dict[str, float] = {}
+        if eval_every and self.iteration == 0:
+            greedy = self.evaluate_greedy()
+            self._log({"iteration": 0, **greedy})
         t_start = time.perf_counter()
         it_start = self.iteration
         try:
@@ -230,8 +274,12 @@ class A2CTrainer:
                 if should_stop is not None and should_stop():
                     break
                 acc.append(self.step())
+                if eval_every and (self.iteration % eval_every == 0 or self.iteration == c.iterations):
+                    greedy = self.evaluate_greedy()
                 if self.iteration % log_every == 0 or self.iteration == c.iterations:
                     mean = {k: float(np.mean([getattr(s, k) for s in acc])) for k in StepStats._fields}
+                    mean.update(greedy)
+                    greedy = {}
                     elapsed = time.perf_counter() - t_start
                     per_it = elapsed / max(self.iteration - it_start, 1)
                     mean.update(iteration=self.iteration, seconds_per_iteration=per_it,

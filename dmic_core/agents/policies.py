@@ -4,7 +4,8 @@ Structure (Stable-Baselines3's ``ActorCriticPolicy`` split, paper Eq. 1), with n
 so that tuning strategies can freeze exactly one part:
 
 * ``fe`` -- :class:`ConvFeatureExtractor`: a small CNN over image + mask (+ constant context
-  planes) ending in ``224 x 4 x 4 = 3584`` features (``features_dim``);
+  planes, among them the normalised lambda, so that every feature can depend on the trade-off)
+  ending in ``224 x 4 x 4 = 3584`` features (``features_dim``);
 * ``fc`` -- ``Linear(features_dim + 1 -> 256)`` + ReLU; the ``+1`` is the scalar context
   (normalised lambda). ``3585 x 256 + 256 = 918,016`` parameters, as the paper's FC;
 * ``a2c`` -- the actor-critic heads, ``a2c.actor`` and ``a2c.critic``, each
@@ -148,6 +149,12 @@ class PolicyAgent(nn.Module):
         return list(self.adapters.keys())
 
     # -------------------------------------------------------------------------------- forward
+    @staticmethod
+    def with_context_plane(planes: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Append the scalar context as a constant plane: ``(N, C, H, W)`` -> ``(N, C + 1, H, W)``."""
+        ctx = context.reshape(-1, 1, 1, 1).to(planes.dtype).expand(planes.shape[0], 1, *planes.shape[2:])
+        return torch.cat([planes, ctx], dim=1)
+
     def embed(self, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """FC (+ AdapterV1) on FE features and the scalar context: the 256-d latent."""
         z = self.fc(torch.cat([features, context.reshape(-1, 1).to(features.dtype)], dim=1))
@@ -171,31 +178,33 @@ class PolicyAgent(nn.Module):
 
 
 class FrameAgent(PolicyAgent):
-    """Frame-level agent: a clip's frames (planes ``(B, F, 5, 64, 64)``) + lambda -> QP_I."""
+    """Frame-level agent: a clip's frames (planes ``(B, F, 5, 64, 64)``, + a lambda plane) + lambda -> QP_I."""
 
     kind = "frame"
 
     def __init__(self, n_actions: int):
-        super().__init__(ConvFeatureExtractor(FRAME_CHANNELS, FRAME_SIZE, (16, 32, 64, 112)), n_actions)
+        super().__init__(ConvFeatureExtractor(FRAME_CHANNELS + 1, FRAME_SIZE, (16, 32, 64, 112)), n_actions)
 
     def forward(self, planes: torch.Tensor, context: torch.Tensor,
                 action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         b, f = planes.shape[:2]
-        feats = self.fe(planes.reshape(b * f, *planes.shape[2:])).reshape(b, f, -1).mean(dim=1)
+        per_frame = context.reshape(b, 1).expand(b, f).reshape(-1)
+        x = self.with_context_plane(planes.reshape(b * f, *planes.shape[2:]), per_frame)
+        feats = self.fe(x).reshape(b, f, -1).mean(dim=1)
         return self.heads(self.embed(feats, context), action_mask)
 
 
 class CTUAgent(PolicyAgent):
-    """CTU-level agent: every CTU's thumbnail (planes ``(N, 7, 16, 16)``) + lambda -> its QP offset."""
+    """CTU-level agent: every CTU's thumbnail (planes ``(N, 7, 16, 16)``, + a lambda plane) + lambda -> its offset."""
 
     kind = "ctu"
 
     def __init__(self, n_actions: int):
-        super().__init__(ConvFeatureExtractor(CTU_CHANNELS, CTU_THUMB, (16, 64, 128)), n_actions)
+        super().__init__(ConvFeatureExtractor(CTU_CHANNELS + 1, CTU_THUMB, (16, 64, 128)), n_actions)
 
     def forward(self, planes: torch.Tensor, context: torch.Tensor,
                 action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads(self.embed(self.fe(planes), context), action_mask)
+        return self.heads(self.embed(self.fe(self.with_context_plane(planes, context)), context), action_mask)
 
 
 def count_parameters(agent: PolicyAgent, trainable_only: bool = False) -> dict[str, int]:

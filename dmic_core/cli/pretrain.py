@@ -21,14 +21,16 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="agents checkpoint to write (.pt)")
     parser.add_argument("--seeds", default="5000:5012", type=_seeds, help="source phantom seeds, A:B or a,b,c")
     parser.add_argument("--slices", type=int, default=9, help="frames per source clip")
+    parser.add_argument("--crop", type=int, default=256,
+                        help="central crop of each source clip (multiple of 64; 0 keeps whole frames)")
     parser.add_argument("--space", default="paper", choices=["paper", "extended"])
     parser.add_argument("--preset", default=None, help="x265 preset of the surrogate's encodes")
-    parser.add_argument("--iterations", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=4, help="clips (episodes) per iteration")
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=2, help="clips (episodes) per iteration")
     parser.add_argument("--lr-frame", type=float, default=1e-3)
-    parser.add_argument("--lr-ctu", type=float, default=1e-4)
+    parser.add_argument("--lr-ctu", type=float, default=3e-4, help="(fine-tuning uses the paper's 1e-4)")
     parser.add_argument("--entropy", type=float, default=0.01)
-    parser.add_argument("--ctu-grad-samples", type=int, default=512)
+    parser.add_argument("--ctu-grad-samples", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache-dir", default=None, help="where surrogate caches are kept")
@@ -43,7 +45,8 @@ def run(args) -> int:
     a2c = A2CConfig(iterations=args.iterations, batch_clips=args.batch, lr_frame=args.lr_frame, lr_ctu=args.lr_ctu,
                     entropy_coef_frame=args.entropy, entropy_coef_ctu=args.entropy,
                     ctu_grad_samples=args.ctu_grad_samples, strategy="full", seed=args.seed, threads=args.threads)
-    cfg = PretrainConfig(seeds=tuple(args.seeds), n_slices=args.slices, space=args.space, preset=args.preset,
+    cfg = PretrainConfig(seeds=tuple(args.seeds), n_slices=args.slices, crop=args.crop or None,
+                         space=args.space, preset=args.preset,
                          cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), a2c=a2c)
     if args.no_resume:
         for suffix in (".state",):
