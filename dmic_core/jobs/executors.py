@@ -183,8 +183,15 @@ class LocalExecutor(Executor):
         self._slots.clear()
 
 
-#: Executors by name (``dmic batch --executor``; the Ray one registers here).
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+def _ray_executor(workspace: str | Path, workers: int, **options: Any) -> Executor:
+    """The Ray executor, imported only when asked for (Ray is heavy and optional)."""
+    from dmic_core.jobs.ray_executor import RayExecutor
+
+    return RayExecutor(workspace, workers, **options)
+
+
+#: Executors by name (``dmic batch --executor``, ``python -m dmic_core.jobs.worker --executor``).
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray_executor}
 
 
 def default_workers() -> int:

@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dmic_core.jobs.executors import EXECUTORS, Executor, default_workers
 from dmic_core.jobs.store import JobStore, pid_alive
@@ -75,11 +75,12 @@ class Runner:
     """Claims tasks fairly and runs them on an executor until idle (or stopped)."""
 
     def __init__(self, workspace: str | Path, *, workers: int | None = None, executor: str = "local",
-                 idle_exit: float | None = 60.0) -> None:
+                 idle_exit: float | None = 60.0, executor_options: dict[str, Any] | None = None) -> None:
         self.workspace = Path(workspace)
         self.store = JobStore(self.workspace)
         self.workers = workers or default_workers()
         self.executor_name = executor
+        self.executor_options = dict(executor_options or {})
         self.idle_exit = idle_exit
         self.id = uuid.uuid4().hex[:12]
         self.executor: Executor | None = None
@@ -104,8 +105,13 @@ class Runner:
     def run(self) -> None:
         """Serve the workspace until idle for ``idle_exit`` seconds (forever when None) or stopped."""
         lock = _take_lock(self.workspace)
-        self.executor = EXECUTORS[self.executor_name](self.workspace, self.workers)
-        log.info("runner %s started: executor=%s workers=%d", self.id, self.executor_name, self.workers)
+        try:
+            self.executor = EXECUTORS[self.executor_name](self.workspace, self.workers, **self.executor_options)
+        except BaseException:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+            raise
+        log.info("runner %s started: executor=%s workers=%d", self.id, self.executor_name, self.executor.slots)
         idle_since = time.monotonic()
         last_recover = 0.0
         try:

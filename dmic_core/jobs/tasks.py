@@ -16,6 +16,7 @@ Task kinds (``TASK_KINDS``):
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -66,8 +67,8 @@ def _case(params: dict[str, Any], volume: str):
 
     label = params.get("label")
     segmenter = params.get("segmenter", "builtin")
-    slices = tuple(params["slices"]) if params.get("slices") else None
-    stamp = tuple(os.stat(p).st_mtime_ns for p in (volume, label) if p)
+    stamp = tuple(_mtime(p) for p in (volume, label) if p)
+    slices = _slices(params.get("slices"), volume, stamp[0])
     key = (volume, label, segmenter, slices, stamp)
     if key not in _CASES:
         _CASES.clear()
@@ -82,6 +83,33 @@ def _case(params: dict[str, Any], volume: str):
             seg = load_segmenter("gt", label=full if slices is None else full[slices[0]:slices[1]])
         _CASES[key] = load_case(volume, label, seg, slices=slices)
     return _CASES[key]
+
+
+def _mtime(path: str) -> int:
+    """Modification time of an input (cache key); a missing input is bad input, not a retry."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        raise DmicInputError("file not found", path) from None
+
+
+def _slices(value: Any, volume: str, stamp: int = 0) -> tuple[int, int] | None:
+    """``[a, b]`` as given, or ``"A:B"`` (either end optional, negatives from the end) resolved
+    against this volume's frame count, so one batch setting fits volumes of different lengths."""
+    if not value:
+        return None
+    if isinstance(value, str):
+        from dmic_core.cli.common import parse_slices
+
+        return parse_slices(value, _n_frames(volume, stamp), volume)
+    return int(value[0]), int(value[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _n_frames(volume: str, stamp: int) -> int:
+    from dmic_core.io import load_volume
+
+    return load_volume(volume).n_frames
 
 
 def run_point_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:
@@ -106,8 +134,8 @@ def run_encode_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> 
     from dmic_core.pipeline import code_volume
 
     volume = load_volume(task["volume"])
-    slices = task["params"].get("slices")
-    if slices:
+    slices = _slices(task["params"].get("slices"), task["volume"], _mtime(task["volume"]))
+    if slices and tuple(slices) != (0, volume.n_frames):
         volume = volume.slab(*slices)
     qps = dmic_frame_qps(int(task["setting"]), volume.n_frames)
     coded = code_volume(volume, frame_qps=qps, setup=_setup(task["params"]), progress=progress)
@@ -168,7 +196,7 @@ def execute_task(db_workspace: str | Path, task: dict[str, Any]) -> str:
             raise DmicInputError(f"unknown task kind {task['kind']!r}")
         if store.cancel_requested(task_id):
             raise TaskCancelled("cancelled")
-        shutil.rmtree(partial, ignore_errors=True)
+        _remove_stale_partials(final)
         partial.mkdir(parents=True)
         task = _with_anchor_rate(store, task)
         summary = kind(task, partial, progress)
@@ -201,6 +229,20 @@ def _with_anchor_rate(store: JobStore, task: dict[str, Any]) -> dict[str, Any]:
             params["options"] = {**(params.get("options") or {}), "anchor_bits": other["summary"]["bits"]}
             return {**task, "params": params}
     return task
+
+
+def _remove_stale_partials(final: Path) -> None:
+    """Drop temporary folders of earlier attempts of this task (a killed worker leaves its own).
+
+    Only one attempt of a task runs at a time, so every ``.{name}.partial-*`` / ``.old-*`` sibling
+    is an abandoned attempt: never read, and removed here so a crash cannot fill the disk.
+    """
+    if not final.parent.is_dir():
+        return
+    for stale in final.parent.glob(f".{final.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in final.parent.glob(f".{final.name}.old-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _publish(partial: Path, final: Path) -> None:

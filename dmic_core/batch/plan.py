@@ -1,0 +1,138 @@
+"""From a dataset and the chosen rate points to job-store tasks: one per (volume, method, setting).
+
+The batch's job id is fixed per output folder, so re-running ``dmic batch`` with the same
+``--out`` re-submits the same task list: the store keeps finished tasks (they are skipped) and
+only adds what is new. Settings that change what a finished result means (segmenter, codec,
+bit depth, slices) are fingerprinted, and a re-run with other values is refused instead of
+silently mixing results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from dmic_core.batch.dataset import VolumeEntry
+from dmic_core.errors import DmicInputError
+from dmic_core.jobs import JobStore, TaskSpec
+from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES, default_specs
+
+#: Job id of a batch inside its own output folder's store (one batch per folder).
+BATCH_JOB_ID = "batch"
+BATCH_OWNER = "batch"
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What every volume of a batch is run with.
+
+    Attributes:
+        methods / qps / lambdas: the rate points (see :func:`dmic_core.sweep.default_specs`).
+        segmenter: ``builtin`` (the shipped U-Net) or ``gt`` (the label; needs labels).
+        slices: ``"A:B"`` frames kept of every volume (resolved per volume), or None for all.
+        setup: coding setup as the job tasks take it (codec, bit_depth, window, preset).
+        agents: DMIC agent checkpoint, or None for the shipped one.
+    """
+
+    methods: tuple[str, ...] = ("hevc", "dmic")
+    qps: tuple[float, ...] = tuple(float(q) for q in DEFAULT_QPS)
+    lambdas: tuple[float, ...] = tuple(float(v) for v in DEFAULT_LAMBDAS)
+    segmenter: str = "builtin"
+    slices: str | None = None
+    setup: dict[str, Any] = field(default_factory=dict)
+    agents: str | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a finished task's result depends on (rate points excluded: they add tasks)."""
+        return {"segmenter": self.segmenter, "slices": self.slices, "setup": self.setup, "agents": self.agents}
+
+
+def validate(config: BatchConfig, entries: Sequence[VolumeEntry], dataset: str | Path) -> None:
+    """Refuse a batch that cannot run before any task starts (one line naming the dataset)."""
+    unknown = sorted(set(config.methods) - set(METHOD_NAMES))
+    if unknown:
+        raise DmicInputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    if not config.methods:
+        raise DmicInputError("no methods chosen")
+    if any(m != "dmic" for m in config.methods) and not config.qps:
+        raise DmicInputError("no QPs chosen")
+    if "dmic" in config.methods and not config.lambdas:
+        raise DmicInputError("no lambdas chosen for dmic")
+    _check_assets(config)
+    if config.segmenter == "gt":
+        missing = [e.case_id for e in entries if e.label is None]
+        if missing:
+            raise DmicInputError(f"segmenter 'gt' needs a label for every volume; none for {', '.join(missing[:5])}"
+                                 + (" ..." if len(missing) > 5 else ""), dataset)
+
+
+def _check_assets(config: BatchConfig) -> None:
+    """Missing model weights would fail every task the same way: say so once, up front."""
+    from dmic_core.assets import ASSETS_DIR, asset_path
+    from dmic_core.sweep import DEFAULT_AGENT_ASSETS
+
+    try:
+        if config.segmenter == "builtin":
+            from dmic_core.segmentation.builtin import WEIGHTS_NAME
+
+            asset_path(WEIGHTS_NAME)
+        if "dmic" in config.methods:
+            if config.agents:
+                if not Path(config.agents).is_file():
+                    raise FileNotFoundError(f"agent checkpoint not found: {config.agents}")
+            elif not any((ASSETS_DIR / n).is_file() for n in DEFAULT_AGENT_ASSETS):
+                asset_path(DEFAULT_AGENT_ASSETS[-1])
+    except FileNotFoundError as exc:
+        raise DmicInputError(str(exc)) from None
+
+
+def plan_tasks(entries: Sequence[VolumeEntry], config: BatchConfig, out: Path) -> list[TaskSpec]:
+    """Every (volume, method, setting) of the batch as a ``point`` task writing under ``out/points``.
+
+    Volume-major order: with one worker the first volumes finish completely (and their BD tables
+    fill in) before later ones start.
+    """
+    specs = default_specs(config.methods, config.qps, config.lambdas)
+    tasks = []
+    for entry in entries:
+        params: dict[str, Any] = {"label": entry.label, "segmenter": config.segmenter, "setup": config.setup,
+                                  "case_id": entry.case_id}
+        if config.slices:
+            params["slices"] = config.slices
+        if config.agents:
+            params["options"] = {"agents": config.agents}
+        for spec in specs:
+            task_params = params
+            if spec.method != "dmic" and "options" in params:
+                task_params = {k: v for k, v in params.items() if k != "options"}
+            folder = out / "points" / entry.case_id / f"{spec.method}_{spec.setting:g}"
+            tasks.append(TaskSpec("point", entry.image, spec.method, spec.setting, str(folder), task_params))
+    return tasks
+
+
+def submit(store: JobStore, entries: Sequence[VolumeEntry], config: BatchConfig, out: Path,
+           dataset: str | Path) -> tuple[str, list[TaskSpec]]:
+    """Create (or extend) the batch job in ``store``; returns the job id and the planned tasks.
+
+    Raises:
+        DmicInputError: the folder already holds a batch run with other result-defining settings.
+    """
+    tasks = plan_tasks(entries, config, out)
+    fingerprint = config.fingerprint()
+    existing = store.job(BATCH_JOB_ID)
+    if existing is not None:
+        before = existing["params"].get("fingerprint")
+        if before is not None and _digest(before) != _digest(fingerprint):
+            changed = sorted(k for k in fingerprint if before.get(k) != fingerprint[k])
+            raise DmicInputError(f"this folder holds a batch run with other settings ({', '.join(changed)}); "
+                                 "use another --out or the same settings", out)
+    store.create_job(BATCH_OWNER, tasks, job_id=BATCH_JOB_ID, title=f"batch of {len(entries)} volumes",
+                     params={"dataset": str(dataset), "fingerprint": fingerprint, "config": asdict(config)})
+    return BATCH_JOB_ID, tasks
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
