@@ -11,7 +11,9 @@ once per clip). Per iteration:
    ``-(R + lambda D)`` for the frame agent, and each CTU's *difference reward* (its own effect on
    the clip reward) for the CTU agent;
 4. losses per agent: ``-A log pi(a|s) + value_coef (V(s) - r)^2 - entropy_coef H``,
-   advantage ``A = r - V(s)`` (detached); the CTU policy gradient runs on a random subset of
+   advantage ``A = r - V(s)`` (detached), rewards divided by ``1 + lambda / reward_scale_lambda``
+   (a positive factor per episode: each lambda's optimum is unchanged, but lambda = 100 episodes,
+   whose rewards are ~30x larger, no longer drown the others); the CTU policy gradient runs on a random subset of
    ``ctu_grad_samples`` CTUs per iteration (all CTUs act; fewer backpropagate, for speed);
 5. gradients clipped per agent (``max_grad_norm``), one Adam step with one parameter group per
    agent (learning rates 1e-3 frame, 1e-4 CTU as the paper; never reset together).
@@ -56,6 +58,7 @@ class A2CConfig:
     lambda_zero_prob: float = 0.1
     ctu_grad_samples: int = 512
     ctu_baseline_offset: int = 0
+    reward_scale_lambda: float = 10.0
     strategy: str = "full"
     seed: int = 0
     checkpoint_every: int = 100
@@ -171,6 +174,7 @@ class A2CTrainer:
         # rewards
         clip_r = np.zeros(b)
         ctu_r = np.zeros(len(c_act))
+        ctu_scale = np.ones(len(c_act))
         rates, drops, gains = np.zeros(b), np.zeros(b), np.zeros(b)
         start = 0
         for j, cl in enumerate(clips):
@@ -182,9 +186,13 @@ class A2CTrainer:
             clip_r[j], rates[j], drops[j] = r, out.rate, out.drop
             gains[j] = r - self.baseline_reward(cl, float(lam[j]))
             ctu_r[start:start + n] = rc.reshape(-1)
+            if c.reward_scale_lambda > 0:
+                ctu_scale[start:start + n] = 1.0 + lam[j] / c.reward_scale_lambda
             start += n
-        # losses
-        f_ret = torch.as_tensor(clip_r, dtype=torch.float32)
+        # losses: rewards divided by 1 + lambda / reward_scale_lambda (a positive factor per episode,
+        # so each lambda's optimum is unchanged) so that high-lambda episodes do not drown the rest
+        scale = 1.0 + lam / c.reward_scale_lambda if c.reward_scale_lambda > 0 else np.ones(b)
+        f_ret = torch.as_tensor(clip_r / scale, dtype=torch.float32)
         f_adv = (f_ret - f_value).detach()
         f_logp = f_logp_all.gather(1, f_act[:, None]).squeeze(1)
         f_ent = _masked_entropy(f_logits, f_logp_all).mean()
@@ -195,7 +203,7 @@ class A2CTrainer:
         lc, vc = self.agents.ctu(planes[sel], context[sel], amask[sel])
         lp_all = torch.log_softmax(lc, -1)
         c_logp = lp_all.gather(1, c_act[sel][:, None]).squeeze(1)
-        c_ret = torch.as_tensor(ctu_r, dtype=torch.float32)[sel]
+        c_ret = torch.as_tensor(ctu_r / ctu_scale, dtype=torch.float32)[sel]
         c_adv = (c_ret - vc).detach()
         c_ent = _masked_entropy(lc, lp_all).mean()
         loss_c = -(c_adv * c_logp).mean() + c.value_coef * (vc - c_ret).square().mean() \

@@ -3,7 +3,7 @@
 The paper pretrains HRLVSC on natural video with a segmentation task, then transfers to
 coronary segmentation. We cannot ship natural video, so the source domain here is the same
 kind of slices with a *different task*: the blood pool and other large enhanced structures
-(aorta, cardiac chambers, pulmonary trunk, large veins, trabecular bone), found by a fixed rule
+(aorta, cardiac chambers, pulmonary trunk, large veins, vertebral bodies), found by a fixed rule
 instead of a learned model:
 
 1. smooth each slice with a 3 x 3 mean (so the mask follows coding noise, as a model would),
@@ -30,7 +30,7 @@ class LumenThresholdSegmenter(Segmenter):
 
     name = "lumen-threshold"
 
-    def __init__(self, lo: float = 180.0, hi: float = 900.0, min_width_mm: float = 6.0,
+    def __init__(self, lo: float = 250.0, hi: float = 900.0, min_width_mm: float = 10.0,
                  pixel_mm: float | None = None):
         self.lo, self.hi, self.min_width_mm, self.pixel_mm = lo, hi, min_width_mm, pixel_mm
 

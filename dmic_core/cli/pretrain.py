@@ -25,11 +25,13 @@ def register(subparsers) -> None:
                         help="central crop of each source clip (multiple of 64; 0 keeps whole frames)")
     parser.add_argument("--space", default="paper", choices=["paper", "extended"])
     parser.add_argument("--preset", default=None, help="x265 preset of the surrogate's encodes")
-    parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=2, help="clips (episodes) per iteration")
-    parser.add_argument("--lr-frame", type=float, default=1e-3)
-    parser.add_argument("--lr-ctu", type=float, default=3e-4, help="(fine-tuning uses the paper's 1e-4)")
-    parser.add_argument("--entropy", type=float, default=0.01)
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=8, help="clips (episodes) per iteration")
+    parser.add_argument("--lr-frame", type=float, default=3e-4,
+                        help="(fine-tuning uses the paper's 1e-3 frame / 1e-4 CTU)")
+    parser.add_argument("--lr-ctu", type=float, default=3e-4)
+    parser.add_argument("--entropy-frame", type=float, default=0.03)
+    parser.add_argument("--entropy-ctu", type=float, default=0.01)
     parser.add_argument("--ctu-grad-samples", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -43,7 +45,7 @@ def run(args) -> int:
     from dmic_core.agents.train import DEFAULT_CACHE_DIR, PretrainConfig, pretrain
 
     a2c = A2CConfig(iterations=args.iterations, batch_clips=args.batch, lr_frame=args.lr_frame, lr_ctu=args.lr_ctu,
-                    entropy_coef_frame=args.entropy, entropy_coef_ctu=args.entropy,
+                    entropy_coef_frame=args.entropy_frame, entropy_coef_ctu=args.entropy_ctu,
                     ctu_grad_samples=args.ctu_grad_samples, strategy="full", seed=args.seed, threads=args.threads)
     cfg = PretrainConfig(seeds=tuple(args.seeds), n_slices=args.slices, crop=args.crop or None,
                          space=args.space, preset=args.preset,
