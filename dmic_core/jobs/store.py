@@ -243,18 +243,24 @@ class JobStore:
     def claim_next(self, runner_id: str, worker_pid: int | None = None) -> dict[str, Any] | None:
         """Atomically take the next queued task and mark it running (one more attempt).
 
-        Fair between owners and jobs: the task comes from the owner, then the job, with the fewest
-        running tasks, oldest first, so concurrent sessions share the workers round-robin.
+        Fair between owners and jobs: the task comes from the owner with the fewest running tasks,
+        among those the one served longest ago (never served first), then the job with the fewest
+        running tasks, oldest first. So concurrent sessions share the workers round-robin, even
+        with a single worker, instead of queueing behind the first session's whole sweep.
         """
         now = _now()
         with self._transaction() as con:
             row = con.execute(
-                """SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
+                """WITH per_job AS (
+                       SELECT job_id, SUM(status='running') AS running, MAX(started_at) AS last_start
+                       FROM tasks GROUP BY job_id),
+                   per_owner AS (
+                       SELECT j.owner, SUM(p.running) AS running, MAX(p.last_start) AS last_start
+                       FROM per_job p JOIN jobs j ON j.id = p.job_id GROUP BY j.owner)
+                   SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
+                        JOIN per_owner o ON o.owner = j.owner JOIN per_job p ON p.job_id = t.job_id
                    WHERE t.status='queued' AND j.cancel_requested=0
-                   ORDER BY (SELECT COUNT(*) FROM tasks r JOIN jobs rj ON rj.id=r.job_id
-                             WHERE r.status='running' AND rj.owner=j.owner),
-                            (SELECT COUNT(*) FROM tasks r WHERE r.status='running' AND r.job_id=t.job_id),
-                            j.created_at, t.seq
+                   ORDER BY o.running, COALESCE(o.last_start, 0), p.running, j.created_at, t.seq
                    LIMIT 1""").fetchone()
             if row is None:
                 return None
