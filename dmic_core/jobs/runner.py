@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from dmic_core.jobs.executors import EXECUTORS, Executor, default_workers
 from dmic_core.jobs.store import JobStore, pid_alive
+from dmic_core.jobs.tasks import remove_stale_partials
 
 LOCK_NAME = "runner.lock"
 LOG_NAME = "runner.log"
@@ -156,6 +157,8 @@ class Runner:
         self._cancel_seen.pop(outcome.task_id, None)
         if outcome.status == "died":
             task = self.store.task(outcome.task_id)
+            if task:  # the dead worker cannot clean up: drop its half-written folder now
+                remove_stale_partials(Path(task["out_dir"]))
             if task and task["cancel_requested"]:
                 self.store.mark_cancelled(outcome.task_id, "cancelled (worker stopped)")
                 status = "cancelled"

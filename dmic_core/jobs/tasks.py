@@ -196,7 +196,7 @@ def execute_task(db_workspace: str | Path, task: dict[str, Any]) -> str:
             raise DmicInputError(f"unknown task kind {task['kind']!r}")
         if store.cancel_requested(task_id):
             raise TaskCancelled("cancelled")
-        _remove_stale_partials(final)
+        remove_stale_partials(final)
         partial.mkdir(parents=True)
         task = _with_anchor_rate(store, task)
         summary = kind(task, partial, progress)
@@ -231,7 +231,7 @@ def _with_anchor_rate(store: JobStore, task: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
-def _remove_stale_partials(final: Path) -> None:
+def remove_stale_partials(final: Path) -> None:
     """Drop temporary folders of earlier attempts of this task (a killed worker leaves its own).
 
     Only one attempt of a task runs at a time, so every ``.{name}.partial-*`` / ``.old-*`` sibling
