@@ -168,3 +168,22 @@ def evaluate_real(agents: DMICAgents, volume: Volume, segmenter: Segmenter, lamb
         rows.append({**o.to_dict(), "mean_offset": float(d.offsets.mean()),
                      "decision_seconds": d.seconds["total"]})
     return rows
+
+
+def two_level_real(volume: Volume, segmenter: Segmenter, lambdas: Sequence[float], *, space: str = "paper",
+                   label: np.ndarray | None = None, setup: CodingSetup = TASK_CODING) -> dict[float, dict[str, Any]]:
+    """Best two-level decision per lambda, by real encodes: every QP_I with offset 0 on foreground
+    and the smallest background offset; the oracle choice of QP_I for each lambda."""
+    sp = get_space(space)
+    env = RealEnv(volume, segmenter, label, setup=setup, space=sp)
+    from dmic_core.maps import foreground_ctus
+
+    fg = foreground_ctus(env.mask)
+    off = np.where(fg, 0 if 0 in sp.fg_offsets else min(sp.fg_offsets), min(sp.bg_offsets)).astype(np.int32)
+    outcomes = [env.step(q, off, 0.0) for q in sp.qp_i]
+    best: dict[float, dict[str, Any]] = {}
+    for lam in lambdas:
+        scored = [(-(o.rate + lam * o.drop), o) for o in outcomes]
+        r, o = max(scored, key=lambda t: t[0])
+        best[float(lam)] = {**o.to_dict(), "lam": float(lam), "reward": float(r)}
+    return best
