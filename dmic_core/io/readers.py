@@ -174,13 +174,14 @@ def load_volume(path: str | Path) -> Volume:
     """Read a CT volume in HU and reorient it to canonical LPS frames.
 
     Raises:
-        DmicInputError: the file is missing, unreadable, unsafe, not 3-D, or holds non-finite
-            or out-of-int16 values.
+        DmicInputError: the file is missing, unreadable, unsafe, not 3-D, holds non-finite or
+            out-of-int16 values, or does not hold CT intensities (see :func:`_check_ct_intensities`).
     """
     path = Path(path)
     raw = reader_for(path).read(path)
     _check_affine(raw.affine, path)
     hu = _to_hu_int16(raw.data, path)
+    _check_ct_intensities(raw.data.dtype, hu, path)
     canonical, transform, spacing = to_canonical(hu, raw.affine)
     meta = dict(raw.meta)
     meta["file_dtype"] = str(raw.data.dtype)
@@ -299,6 +300,27 @@ def _to_hu_int16(data: np.ndarray, path: Path) -> np.ndarray:
     if lo < _INT16.min or hi > _INT16.max:
         raise DmicInputError(f"values {lo:g}..{hi:g} do not fit 16-bit HU (is this a CT image?)", path)
     return data.astype(np.int16)
+
+
+def _check_ct_intensities(stored: np.dtype, hu: np.ndarray, path: Path) -> None:
+    """Refuse images that cannot be CT in Hounsfield units (documented in docs/batch.md).
+
+    DMIC's windows, QP mapping and segmenter assume HU; an MR or a photo would be "compressed"
+    into meaningless numbers, so it is refused with the reason instead:
+
+    * 8-bit voxels (no rescale to HU): a photo, a screenshot or a mask, never a CT in HU;
+    * no voxel below 0 HU in a non-blank image: air, lung and fat are negative in every CT of
+      the chest, so this is MR-like data or CT stored without its rescale intercept.
+    """
+    if stored.kind in "biu" and stored.itemsize == 1:
+        lo, hi = (int(hu.min()), int(hu.max())) if hu.size else (0, 0)
+        raise DmicInputError(f"8-bit voxels ({lo}..{hi}): not a CT volume in Hounsfield units "
+                             "(a photo, screenshot or mask?)", path)
+    if hu.size:
+        lo, hi = int(hu.min()), int(hu.max())
+        if lo >= 0 and hi > 0:
+            raise DmicInputError(f"no voxel below 0 HU (values {lo}..{hi}): not CT in Hounsfield units "
+                                 "(MR-like data, or CT stored without its rescale intercept?)", path)
 
 
 # --- SimpleITK -------------------------------------------------------------------------------

@@ -1,0 +1,221 @@
+"""Hostile inputs: each is refused with one line naming the file, and nothing is left half-written.
+
+Every input is tried twice: straight through the loaders (the app and every CLI command use
+them) and as a row of a ``dmic batch`` dataset next to a good volume, where it must fail its own
+task (without a pointless retry), leave no result or temporary file, and not disturb the good
+volume's task.
+
+Non-CT intensities are **refused** (documented in docs/batch.md): 8-bit voxels (a photo, a
+screenshot, a mask) and images without a single voxel below 0 HU (MR-like data, or CT stored
+without its rescale intercept) cannot be CT in Hounsfield units, and compressing them with HU
+windows would give meaningless numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from dmic_core.cli import main as dmic_main
+from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+from dmic_core.errors import DmicInputError
+from dmic_core.io import load_label, load_volume
+from dmic_core.io.readers import MAX_ZIP_UNCOMPRESSED_BYTES
+
+AFFINE = np.diag([-0.7, -0.7, 1.0, 1.0])
+
+
+def _nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def _dicom_slice(z: float) -> bytes:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", "1.2.3", "1.2"
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1.0, 0, 0, 0, 1.0, 0]
+    ds.PixelSpacing, ds.Rows, ds.Columns = [0.5, 0.5], 8, 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = np.full((8, 8), 40, dtype=np.int16).tobytes()
+    with tempfile.NamedTemporaryFile(suffix=".dcm") as fh:
+        ds.save_as(fh.name, enforce_file_format=True)
+        return Path(fh.name).read_bytes()
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, blob in members.items():
+            zf.writestr(zipfile.ZipInfo(name), blob, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def _overlapping_zip_bomb(path: Path, copies: int = 70, member_bytes: int = 64 << 20) -> Path:
+    """A real zip bomb: one deflated 64 MiB member referenced by ``copies`` central-directory
+    entries (the "overlapping files" construction), declaring ~4.4 GiB in a ~70 KiB file."""
+    plain = path.with_suffix(".one.zip")
+    with zipfile.ZipFile(plain, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("slice.dcm", b"\0" * member_bytes)
+    with zipfile.ZipFile(plain) as zf:
+        info = zf.infolist()[0]
+    blob = plain.read_bytes()
+    plain.unlink()
+    local = blob[: blob.index(b"PK\x01\x02")]  # local header + data
+    directory = b""
+    for i in range(copies):
+        name = f"slice{i:03d}.dcm".encode()
+        directory += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, info.CRC,
+                                 info.compress_size, info.file_size, len(name), 0, 0, 0, 0, 0, 0) + name
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, copies, copies, len(directory), len(local), 0)
+    path.write_bytes(local + directory + end)
+    return path
+
+
+def _nifti2_huge_header(path: Path) -> Path:
+    """A NIfTI-2 header claiming 100000^3 int16 voxels (2 PB) over a few bytes of data."""
+    header = nib.Nifti2Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape((100000, 100000, 100000))
+    header.set_zooms((0.5, 0.5, 0.5))
+    header["vox_offset"] = 544
+    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * 256)
+    return path
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("good")
+    volume, label = generate_phantom(1, 8, size=128)
+    return write_imagecas_pair(volume, label, root, "good")
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, good) -> list[tuple[str, Path, Path | None, str]]:
+    """(name, image, label, expected message part); ``label`` set where the label is the hostile file."""
+    d = tmp_path_factory.mktemp("hostile")
+    image, label = good
+    valid = _nifti(d / "valid.nii", np.full((16, 16, 8), -300, np.int16))
+    cases: list[tuple[str, Path, Path | None, str]] = []
+
+    def add(name, path, match, label_path=None):
+        cases.append((name, path, label_path, match))
+
+    blob = bytearray(gzip.compress(valid.read_bytes()))
+    blob[len(blob) // 2: len(blob) // 2 + 32] = b"\xa5" * 32
+    (d / "corrupt_gzip.nii.gz").write_bytes(bytes(blob))
+    add("corrupt gzip", d / "corrupt_gzip.nii.gz", "")  # either "not a readable" or "truncated or corrupt"
+    gz = image.read_bytes()
+    (d / "truncated_gzip.nii.gz").write_bytes(gz[: len(gz) // 2])
+    add("truncated gzip", d / "truncated_gzip.nii.gz", "truncated or corrupt")
+    (d / "truncated.nii").write_bytes(valid.read_bytes()[:1500])
+    add("truncated NIfTI", d / "truncated.nii", "truncated or corrupt")
+    (d / "empty.nii.gz").write_bytes(b"")
+    add("empty file", d / "empty.nii.gz", "not a readable NIfTI image")
+    (d / "text.nii.gz").write_text("patient list, not an image\n")
+    add("text named .nii.gz", d / "text.nii.gz", "not a readable NIfTI image")
+    add("2-D", _nifti(d / "flat.nii.gz", np.zeros((64, 64), np.int16)), "2-D data")
+    add("single slice", _nifti(d / "one_slice.nii.gz", np.zeros((64, 64, 1), np.int16)), "is 2-D")
+    add("4-D", _nifti(d / "cine.nii.gz", np.zeros((16, 16, 8, 3), np.int16)), "4-D data")
+    nan = np.full((16, 16, 8), -500, np.float32)
+    nan[3, 4, 5] = np.nan
+    add("NaN voxel", _nifti(d / "nan.nii.gz", nan), "NaN or infinite")
+    inf = np.full((16, 16, 8), -500, np.float32)
+    inf[0, 0, 0] = np.inf
+    add("inf voxel", _nifti(d / "inf.nii.gz", inf), "NaN or infinite")
+    add("absurd dimensions", _nifti2_huge_header(d / "huge.nii"), "absurd dimensions (100000, 100000, 100000)")
+    add("absurd voxel size", _nifti(d / "giant_voxels.nii.gz", np.zeros((8, 8, 8), np.int16),
+                                    np.diag([500.0, 500.0, 500.0, 1.0])), "absurd voxel size")
+    dcm = _dicom_slice(0.0)
+    add("zip with ..", _zip(d / "dotdot.zip", {"series/a.dcm": dcm, "../escape.dcm": dcm}), "parent-directory path")
+    add("zip with absolute path", _zip(d / "absolute.zip", {"/tmp/escape.dcm": dcm}), "absolute path")
+    add("zip bomb", _overlapping_zip_bomb(d / "bomb.zip"), "possible zip bomb")
+    photo = np.random.default_rng(0).integers(0, 256, (64, 48, 8)).astype(np.uint8)
+    add("8-bit photo", _nifti(d / "photo.nii.gz", photo), "8-bit voxels (0..255)")
+    mr = np.random.default_rng(1).integers(0, 4000, (32, 32, 8)).astype(np.uint16)
+    add("MR-like", _nifti(d / "mr_t1.nii.gz", mr), "no voxel below 0 HU")
+    grid = nib.load(label)
+    shifted = nib.Nifti1Image(np.asarray(grid.dataobj), grid.affine @ np.diag([1.1, 1.0, 1.0, 1.0]))
+    nib.save(shifted, str(d / "grid_label.nii.gz"))
+    shutil.copy(image, d / "grid_image.nii.gz")
+    add("label grid mismatch", d / "grid_image.nii.gz", "label grid does not match", d / "grid_label.nii.gz")
+    short = nib.Nifti1Image(np.asarray(grid.dataobj)[:, :, :-2], grid.affine)
+    nib.save(short, str(d / "short_label.nii.gz"))
+    shutil.copy(image, d / "short_image.nii.gz")
+    add("label shape mismatch", d / "short_image.nii.gz", "label grid does not match", d / "short_label.nii.gz")
+    return cases
+
+
+def _culprit(case) -> Path:
+    _name, image, label_path, _match = case
+    return label_path if label_path is not None else image
+
+
+def test_zip_bomb_is_real(hostile):
+    bomb = next(c[1] for c in hostile if c[0] == "zip bomb")
+    with zipfile.ZipFile(bomb) as zf:
+        declared = sum(i.file_size for i in zf.infolist())
+    assert bomb.stat().st_size < 200 << 10 and declared > MAX_ZIP_UNCOMPRESSED_BYTES  # real limit, not patched
+
+
+def test_each_hostile_input_is_refused_in_one_line(hostile, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where zip extraction would go
+    for case in hostile:
+        name, image, label_path, match = case
+        culprit = _culprit(case)
+        with pytest.raises(DmicInputError) as info:
+            if label_path is None:
+                load_volume(image)
+            else:
+                load_label(label_path, like=load_volume(image))
+        text = str(info.value)
+        assert text.startswith(f"{culprit.name}: ") and "\n" not in text and len(text) < 300, (name, text)
+        assert match in text, (name, text)
+        if name == "corrupt gzip":
+            assert "not a readable NIfTI" in text or "truncated or corrupt" in text
+    assert list(scratch.iterdir()) == [], "extraction folders must be removed"
+    assert not (tmp_path.parent / "escape.dcm").exists() and not Path("/tmp/escape.dcm").exists()
+
+
+def test_hostile_rows_fail_alone_in_a_batch(hostile, good, tmp_path, capsys):
+    image, label = good
+    rows = [f"good,{image},{label}"]
+    for i, (_name, img, label_path, _match) in enumerate(hostile):
+        rows.append(f"h{i:02d},{img},{label_path or label}")
+    csv = tmp_path / "dataset.csv"
+    csv.write_text("id,image,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    code = dmic_main(["batch", str(csv), "--out", str(out), "--methods", "hevc", "--qps", "32",
+                      "--segmenter", "gt", "--workers", "1", "--no-progress"])
+    assert code == 1
+    tasks = pd.read_csv(out / "tasks.csv", keep_default_na=False).set_index("case_id")
+    assert tasks.loc["good", "status"] == "done"
+    for i, case in enumerate(hostile):
+        row = tasks.loc[f"h{i:02d}"]
+        assert row.status == "failed" and row.attempts == 1, (case[0], row.to_dict())  # not retried
+        assert row.error.startswith(f"{_culprit(case).name}: ") and case[3] in row.error, (case[0], row.error)
+        assert not (out / "points" / f"h{i:02d}").exists() or not any((out / "points" / f"h{i:02d}").iterdir())
+    assert pd.read_csv(out / "points.csv").case_id.tolist() == ["good"]
+    leftovers = [p for p in out.rglob("*") if ".partial-" in p.name or p.name.endswith(".tmp")]
+    assert leftovers == []
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dmic batch: h")]
+    assert len(err) == len(hostile)
