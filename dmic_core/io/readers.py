@@ -454,7 +454,7 @@ def _extract_zip_safely(path: Path, dest: Path) -> None:
         for info in members:
             target = (root / info.filename.replace("\\", "/")).resolve()
             if root not in target.parents:
-                raise DmicInputError(f"unsafe zip member '{info.filename}' (outside the archive root)", path)
+                raise DmicInputError(f"unsafe zip member {info.filename!r} (outside the archive root)", path)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, open(target, "wb") as out:
@@ -468,19 +468,19 @@ def _extract_zip_safely(path: Path, dest: Path) -> None:
             except DmicInputError:
                 raise
             except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError) as exc:
-                raise DmicInputError(f"cannot extract '{info.filename}' ({_short(exc)})", path) from exc
+                raise DmicInputError(f"cannot extract {info.filename!r} ({_short(exc)})", path) from exc
 
 
 def _check_zip_member(info: zipfile.ZipInfo, path: Path) -> None:
     name = info.filename.replace("\\", "/")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise DmicInputError(f"unsafe zip member '{info.filename}' (absolute path)", path)
+        raise DmicInputError(f"unsafe zip member {info.filename!r} (absolute path)", path)
     if ".." in name.split("/"):
-        raise DmicInputError(f"unsafe zip member '{info.filename}' (parent-directory path)", path)
+        raise DmicInputError(f"unsafe zip member {info.filename!r} (parent-directory path)", path)
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise DmicInputError(f"unsafe zip member '{info.filename}' (symbolic link)", path)
+        raise DmicInputError(f"unsafe zip member {info.filename!r} (symbolic link)", path)
     if info.flag_bits & 0x1:
-        raise DmicInputError(f"zip member '{info.filename}' is encrypted", path)
+        raise DmicInputError(f"zip member {info.filename!r} is encrypted", path)
 
 
 __all__ = ["READERS", "DicomReader", "ITKReader", "ImageReader", "NiftiReader", "RawImage",
