@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import nibabel as nib
+from isal import igzip as isal_gzip
 import numpy as np
 import SimpleITK as sitk
 from nibabel import orientations as nio
@@ -96,6 +97,8 @@ class NiftiReader(ImageReader):
             raise DmicInputError(f"not a readable NIfTI image ({_short(exc)})", path) from exc
         shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
         _check_scalar_dtype(img.get_data_dtype(), path)
+        if str(path).lower().endswith(".gz"):
+            img = _read_gzipped_nifti(img, path)
         data = _guarded_read(lambda: np.asanyarray(img.dataobj), path)
         # nibabel moves scl_slope/scl_inter from the header into the array proxy on load
         slope = float(getattr(img.dataobj, "slope", 1.0))
@@ -108,6 +111,21 @@ class NiftiReader(ImageReader):
         if slope != 1.0 or inter != 0.0:
             meta["rescale"] = [slope, inter]
         return RawImage(data.reshape(shape), np.asarray(img.affine, dtype=np.float64), self.format, meta)
+
+
+def _read_gzipped_nifti(header_img: Any, path: Path) -> Any:
+    """Decompress a .nii.gz with ISA-L (about 2x faster than zlib), reading no more than the
+    header says the file holds, and hand nibabel the bytes: the app's first slice waits on this."""
+    expected = int(header_img.dataobj.offset) + int(np.prod(header_img.shape, dtype=np.int64)) * \
+        np.dtype(header_img.get_data_dtype()).itemsize
+    try:
+        with isal_gzip.open(path, "rb") as handle:
+            raw = handle.read(expected)
+    except (OSError, EOFError, ValueError) as exc:
+        raise DmicInputError(f"truncated or corrupt gzip stream ({_short(exc)})", path) from exc
+    if len(raw) < expected:
+        raise DmicInputError(f"truncated: {len(raw)} bytes where the header needs {expected}", path)
+    return type(header_img).from_bytes(raw)
 
 
 class ITKReader(ImageReader):
