@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'stage':<12} {'min s':>8} {'median s':>9}")
     for s in stages:
         print(f"{s:<12} {table[s]['min']:>8.3f} {table[s]['median']:>9.3f}")
-    print(f"target 0.3 s: {'met' if result['meets_target'] else 'NOT met'} (load avg {os.getloadavg()[0]:.1f})")
+    verdict = "met" if result["meets_target"] else "NOT met"
+    print(f"target 0.3 s: {verdict} (load avg {os.getloadavg()[0]:.1f})")
     for name, c in counts.items():
         print(f"{name:<6} " + "  ".join(f"{k} {v:,}" for k, v in c.items() if k != "trainable"))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ once per clip). Per iteration:
 4. losses per agent: ``-A log pi(a|s) + value_coef (V(s) - r)^2 - entropy_coef H``,
    advantage ``A = r - V(s)`` (detached), rewards divided by ``1 + lambda / reward_scale_lambda``
    (a positive factor per episode: each lambda's optimum is unchanged, but lambda = 100 episodes,
-   whose rewards are ~30x larger, no longer drown the others); the CTU policy gradient runs on a random subset of
-   ``ctu_grad_samples`` CTUs per iteration (all CTUs act; fewer backpropagate, for speed);
+   whose rewards are ~30x larger, no longer drown the others); the CTU policy gradient runs on a
+   random subset of ``ctu_grad_samples`` CTUs per iteration (all CTUs act; fewer backpropagate, for speed);
 5. gradients clipped per agent (``max_grad_norm``), one Adam step with one parameter group per
    agent (learning rates 1e-3 frame, 1e-4 CTU as the paper; never reset together).
 
@@ -82,7 +82,8 @@ class TrainClip:
     name: str = "clip"
 
     @classmethod
-    def from_volume(cls, hu: np.ndarray, roi: np.ndarray, cache: ClipCache, name: str = "clip") -> "TrainClip":
+    def from_volume(cls, hu: np.ndarray, roi: np.ndarray, cache: ClipCache,
+                    name: str = "clip") -> "TrainClip":
         fp, base = clip_state(hu, roi)
         return cls(cache, fp, base, foreground_ctus(roi), name)
 
@@ -218,7 +219,8 @@ class A2CTrainer:
             self.optimizer.step()
         self.iteration += 1
         return StepStats(float(clip_r.mean()), float(rates.mean()), float(drops.mean()), float(qp_is.mean()),
-                         float(offsets.mean()), float(loss_f.detach()), float(loss_c.detach()), float(f_ent.detach()),
+                         float(offsets.mean()), float(loss_f.detach()), float(loss_c.detach()),
+                         float(f_ent.detach()),
                          float(c_ent.detach()), float((f_value - f_ret).abs().mean().detach()),
                          float(gains.mean()))
 
@@ -235,7 +237,8 @@ class A2CTrainer:
         return cache[key]
 
     @torch.no_grad()
-    def evaluate_greedy(self, lambdas: Sequence[float] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)) -> dict[str, float]:
+    def evaluate_greedy(self, lambdas: Sequence[float] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+                        ) -> dict[str, float]:
         """Deterministic (argmax) decisions on every training clip at fixed lambdas, scored on the
         surrogate: mean reward, and mean gain over the best two-level map (oracle QP_I)."""
         self.agents.eval()
@@ -327,7 +330,8 @@ class A2CTrainer:
         state = {"iteration": self.iteration, "history": self.history, "config": asdict(self.config),
                  "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
                  "agents_full": {k: v.detach().clone() for k, v in self.agents.state_dict().items()},
-                 "adapters": {"frame": self.agents.frame.adapter_kinds(), "ctu": self.agents.ctu.adapter_kinds()},
+                 "adapters": {"frame": self.agents.frame.adapter_kinds(),
+                              "ctu": self.agents.ctu.adapter_kinds()},
                  "rng": self.rng.bit_generator.state, "torch_gen": self.torch_gen.get_state()}
         tmp = path.with_suffix(path.suffix + ".state.tmp")
         torch.save(state, tmp)

@@ -101,7 +101,8 @@ def ctu_sums(x: np.ndarray) -> np.ndarray:
     """Sum of ``x`` ``(F, H, W)`` over every CTU: ``(F, rows, cols)`` (partial CTUs: their pixels)."""
     n, h, w = x.shape
     rows, cols = ctu_grid_shape(h, w)
-    pad = np.zeros((n, rows * CTU_SIZE, cols * CTU_SIZE), dtype=np.float64 if x.dtype.kind == "f" else np.int64)
+    dtype = np.float64 if x.dtype.kind == "f" else np.int64
+    pad = np.zeros((n, rows * CTU_SIZE, cols * CTU_SIZE), dtype=dtype)
     pad[:, :h, :w] = x
     return pad.reshape(n, rows, CTU_SIZE, cols, CTU_SIZE).sum(axis=(2, 4))
 
@@ -154,8 +155,8 @@ class RealEnv:
     def bits_ref(self) -> float:
         """Bits of the reference decision (encoded once, lazily)."""
         if self._bits_ref is None:
-            coded = code_volume(self.volume, frame_qps=dmic_frame_qps(RATE_REFERENCE_QP_I, self.volume.n_frames),
-                                setup=self.setup)
+            ref_qps = dmic_frame_qps(RATE_REFERENCE_QP_I, self.volume.n_frames)
+            coded = code_volume(self.volume, frame_qps=ref_qps, setup=self.setup)
             self._bits_ref = float(coded.encode.total_bits)
         return self._bits_ref
 
@@ -331,7 +332,8 @@ class ClipCache:
         drop = self.original_miou - float(miou)
         rate = total / self.bits_ref
         return Outcome(int(qp_i), float(lam), total, rate, total / self.n_voxels, float(miou), float(vessel),
-                       float(dice), drop, float(reward(rate, drop, lam)), _psnr(float(sse.sum()), self.n_voxels),
+                       float(dice), drop, float(reward(rate, drop, lam)),
+                       _psnr(float(sse.sum()), self.n_voxels),
                        "surrogate")
 
     def ctu_rewards(self, qp_i: int, offsets: np.ndarray, lam: float, baseline_offset: int = 0
@@ -350,7 +352,8 @@ class ClipCache:
         tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
         miou, _, _ = _scores_from_counts(tot_tp, tot_pc, self.ref_count, self.n_voxels)
         r = float(reward(tot_b / self.bits_ref, self.original_miou - float(miou), lam))
-        miou_cf, _, _ = _scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count, self.n_voxels)
+        miou_cf, _, _ = _scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count,
+                                            self.n_voxels)
         r_cf = reward((tot_b - b + b0) / self.bits_ref, self.original_miou - miou_cf, lam)
         return r, (r - r_cf) * idx.size
 
@@ -359,14 +362,16 @@ class ClipCache:
         np.savez_compressed(
             path, keys=np.asarray(self.keys, dtype=np.int32), frame_bits=self.frame_bits, share=self.share,
             tp=self.tp, pc=self.pc, sse=self.sse.astype(np.float32),
-            scalars=np.asarray([self.ref_count, self.n_voxels, self.original_miou, self.bits_ref], np.float64),
+            scalars=np.asarray([self.ref_count, self.n_voxels, self.original_miou, self.bits_ref],
+                               np.float64),
             shape=np.asarray(self.shape), space=np.asarray(self.space_name), meta=np.asarray(repr(self.meta)))
 
     @classmethod
     def load(cls, path: str | Path) -> "ClipCache":
         z = np.load(path, allow_pickle=False)
         ref_count, n_vox, omiou, bits_ref = z["scalars"].tolist()
-        return cls(str(z["space"]), [tuple(int(v) for v in k) for k in z["keys"]], z["frame_bits"], z["share"],
+        keys = [tuple(int(v) for v in k) for k in z["keys"]]
+        return cls(str(z["space"]), keys, z["frame_bits"], z["share"],
                    z["tp"], z["pc"], z["sse"].astype(np.float64), int(ref_count), int(n_vox), float(omiou),
                    float(bits_ref), tuple(int(v) for v in z["shape"]), {"meta": str(z["meta"])})
 

@@ -82,7 +82,8 @@ def _moments(hu: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, ...]:
     return mean, sq, diff, F.avg_pool2d(m, k)
 
 
-def _planes_from(mean: torch.Tensor, sq: torch.Tensor, diff: torch.Tensor, mfrac: torch.Tensor) -> torch.Tensor:
+def _planes_from(mean: torch.Tensor, sq: torch.Tensor, diff: torch.Tensor,
+                 mfrac: torch.Tensor) -> torch.Tensor:
     """Channels 0-4 from block moments: ``(F, 5, h, w)``."""
     std = (sq - mean * mean).clamp_(min=0.0).sqrt_()
     lo, hi = CCTA_WINDOW

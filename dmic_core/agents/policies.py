@@ -136,7 +136,7 @@ class PolicyAgent(nn.Module):
 
     # ------------------------------------------------------------------------------- adapters
     def add_adapter(self, kind: str) -> nn.Module:
-        """Insert the adapter ``kind`` (``"fc"``, ``"actor"`` or ``"critic"``) if absent; identity at start."""
+        """Insert adapter ``kind`` (``"fc"``, ``"actor"`` or ``"critic"``) if absent; identity at start."""
         if kind not in ADAPTER_KINDS:
             raise ValueError(f"unknown adapter {kind!r}; known: {ADAPTER_KINDS}")
         if kind not in self.adapters:
@@ -162,7 +162,8 @@ class PolicyAgent(nn.Module):
             z = self.adapters["fc"](z)
         return z
 
-    def heads(self, z: torch.Tensor, action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def heads(self, z: torch.Tensor,
+              action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Actor logits (invalid actions at -inf) and critic values for latents ``z``."""
         h_pi = self.a2c.actor.body(z)
         if "actor" in self.adapters:
@@ -178,7 +179,7 @@ class PolicyAgent(nn.Module):
 
 
 class FrameAgent(PolicyAgent):
-    """Frame-level agent: a clip's frames (planes ``(B, F, 5, 64, 64)``, + a lambda plane) + lambda -> QP_I."""
+    """Frame-level agent: a clip's frames (``(B, F, 5, 64, 64)`` + a lambda plane) + lambda -> QP_I."""
 
     kind = "frame"
 
@@ -195,7 +196,7 @@ class FrameAgent(PolicyAgent):
 
 
 class CTUAgent(PolicyAgent):
-    """CTU-level agent: every CTU's thumbnail (planes ``(N, 7, 16, 16)``, + a lambda plane) + lambda -> its offset."""
+    """CTU-level agent: every CTU's thumbnail (``(N, 7, 16, 16)`` + a lambda plane) + lambda -> offset."""
 
     kind = "ctu"
 

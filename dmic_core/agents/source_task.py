@@ -26,7 +26,7 @@ from dmic_core.volume import Volume
 
 
 class LumenThresholdSegmenter(Segmenter):
-    """Large enhanced structures: smoothed HU in ``[lo, hi)`` minus everything thinner than ``min_width_mm``."""
+    """Large enhanced structures: smoothed HU in ``[lo, hi)`` minus all thinner than ``min_width_mm``."""
 
     name = "lumen-threshold"
 

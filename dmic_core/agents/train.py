@@ -35,7 +35,7 @@ from dmic_core.segmentation.base import Segmenter
 from dmic_core.volume import Volume
 
 #: Phantom seeds of the source domain (pretraining) and of its held-out check.
-SOURCE_SEEDS = tuple(range(5000, 5012))
+SOURCE_SEEDS = tuple(range(5001, 5013))
 SOURCE_HELDOUT_SEEDS = (5900, 5901)
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "work_dirs" / "cache" / "agents"
 
@@ -49,7 +49,7 @@ class PretrainConfig:
     size: int = 512
     crop: int | None = 256
     space: str = "paper"
-    preset: str | None = None
+    preset: str | None = "veryfast"
     cache_dir: str = str(DEFAULT_CACHE_DIR)
     a2c: A2CConfig = field(default_factory=lambda: A2CConfig(
         iterations=3000, batch_clips=8, lr_frame=3e-4, lr_ctu=3e-4, entropy_coef_frame=0.03,
@@ -62,7 +62,8 @@ class PretrainConfig:
                            window=TASK_CODING.window)
 
 
-def source_clip(seed: int, n_slices: int = 9, size: int = 512, crop: int | None = None) -> tuple[Volume, np.ndarray]:
+def source_clip(seed: int, n_slices: int = 9, size: int = 512,
+                crop: int | None = None) -> tuple[Volume, np.ndarray]:
     """A source-domain phantom clip and its coronary label (the label is *not* the source task).
 
     ``crop``: keep a ``crop`` x ``crop`` window (full resolution, CTU-aligned at a position drawn
@@ -89,7 +90,8 @@ def source_clip(seed: int, n_slices: int = 9, size: int = 512, crop: int | None 
 def _cache_path(cache_dir: Path, tag: str, seed: int, n_slices: int, size: int, space: str,
                 setup: CodingSetup, segmenter: Segmenter) -> Path:
     key = json.dumps({"seed": seed, "n": n_slices, "size": size, "space": space, "setup": asdict(setup),
-                      "seg": [segmenter.name, getattr(segmenter, "lo", None), getattr(segmenter, "min_width_mm", None)], "v": 2}, sort_keys=True)
+                      "seg": [segmenter.name, getattr(segmenter, "lo", None),
+                              getattr(segmenter, "min_width_mm", None)], "v": 2}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return cache_dir / f"{tag}-{seed}-{digest}.npz"
 
@@ -122,7 +124,8 @@ def source_clips(cfg: PretrainConfig, log: Callable[[str], None] = print) -> lis
         path = _cache_path(Path(cfg.cache_dir), tag, int(seed), cfg.n_slices, cfg.size, cfg.space, setup, seg)
         cached = path.is_file()
         vol, _ = source_clip(int(seed), cfg.n_slices, cfg.size, cfg.crop)
-        clips.append(build_clip(vol, seg, space=cfg.space, setup=setup, cache_path=path, name=f"phantom-{seed}"))
+        clips.append(build_clip(vol, seg, space=cfg.space, setup=setup, cache_path=path,
+                                name=f"phantom-{seed}"))
         log(f"[pretrain] source clip {i + 1}/{len(cfg.seeds)} seed {seed}: "
             f"{'loaded' if cached else 'built'} in {time.perf_counter() - t0:.1f} s")
     return clips
@@ -143,10 +146,12 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = True, log: 
         log(f"[pretrain] resumed at iteration {trainer.iteration}")
 
     def progress(done: int, total: int, s: dict[str, float]) -> None:
-        log(f"[pretrain] {done}/{total} reward {s['reward']:.3f} gain {s['gain']:+.3f} rate {s['rate']:.3f} drop {s['drop']:.4f} "
-            f"QP_I {s['qp_i']:.1f} dQP {s['mean_offset']:.2f} H {s['entropy_frame']:.2f}/{s['entropy_ctu']:.2f} "
+        log(f"[pretrain] {done}/{total} reward {s['reward']:.3f} gain {s['gain']:+.3f} "
+            f"rate {s['rate']:.3f} drop {s['drop']:.4f} QP_I {s['qp_i']:.1f} dQP {s['mean_offset']:.2f} "
+            f"H {s['entropy_frame']:.2f}/{s['entropy_ctu']:.2f} "
             f"{s['seconds_per_iteration']:.2f} s/it ETA {s['eta_s'] / 60:.1f} min"
-            + (f" | greedy reward {s['greedy_reward']:.3f} gain {s['greedy_gain']:+.3f} QP_I {s['greedy_qp_i']:.1f}"
+            + (f" | greedy reward {s['greedy_reward']:.3f} gain {s['greedy_gain']:+.3f} "
+               f"QP_I {s['greedy_qp_i']:.1f}"
                if "greedy_gain" in s else ""))
 
     trainer.train(progress=progress, should_stop=should_stop, eval_every=eval_every)
@@ -171,7 +176,8 @@ def evaluate_real(agents: DMICAgents, volume: Volume, segmenter: Segmenter, lamb
 
 
 def two_level_real(volume: Volume, segmenter: Segmenter, lambdas: Sequence[float], *, space: str = "paper",
-                   label: np.ndarray | None = None, setup: CodingSetup = TASK_CODING) -> dict[float, dict[str, Any]]:
+                   label: np.ndarray | None = None,
+                   setup: CodingSetup = TASK_CODING) -> dict[float, dict[str, Any]]:
     """Best two-level decision per lambda, by real encodes: every QP_I with offset 0 on foreground
     and the smallest background offset; the oracle choice of QP_I for each lambda."""
     sp = get_space(space)

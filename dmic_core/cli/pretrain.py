@@ -19,12 +19,14 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "pretrain", help="pretrain the RL agents on the source domain (phantoms, lumen-threshold task)")
     parser.add_argument("--out", required=True, type=Path, help="agents checkpoint to write (.pt)")
-    parser.add_argument("--seeds", default="5000:5012", type=_seeds, help="source phantom seeds, A:B or a,b,c")
+    parser.add_argument("--seeds", default="5001:5013", type=_seeds,
+                        help="source phantom seeds, A:B or a,b,c")
     parser.add_argument("--slices", type=int, default=9, help="frames per source clip")
     parser.add_argument("--crop", type=int, default=256,
                         help="central crop of each source clip (multiple of 64; 0 keeps whole frames)")
     parser.add_argument("--space", default="paper", choices=["paper", "extended"])
-    parser.add_argument("--preset", default=None, help="x265 preset of the surrogate's encodes")
+    parser.add_argument("--preset", default="veryfast",
+                        help="x265 preset of the surrogate's encodes ('default': the task coding's)")
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=8, help="clips (episodes) per iteration")
     parser.add_argument("--lr-frame", type=float, default=3e-4,
@@ -44,11 +46,13 @@ def run(args) -> int:
     from dmic_core.agents.a2c import A2CConfig
     from dmic_core.agents.train import DEFAULT_CACHE_DIR, PretrainConfig, pretrain
 
-    a2c = A2CConfig(iterations=args.iterations, batch_clips=args.batch, lr_frame=args.lr_frame, lr_ctu=args.lr_ctu,
+    a2c = A2CConfig(iterations=args.iterations, batch_clips=args.batch, lr_frame=args.lr_frame,
+                    lr_ctu=args.lr_ctu,
                     entropy_coef_frame=args.entropy_frame, entropy_coef_ctu=args.entropy_ctu,
-                    ctu_grad_samples=args.ctu_grad_samples, strategy="full", seed=args.seed, threads=args.threads)
+                    ctu_grad_samples=args.ctu_grad_samples, strategy="full", seed=args.seed,
+                    threads=args.threads)
     cfg = PretrainConfig(seeds=tuple(args.seeds), n_slices=args.slices, crop=args.crop or None,
-                         space=args.space, preset=args.preset,
+                         space=args.space, preset=None if args.preset == "default" else args.preset,
                          cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), a2c=a2c)
     if args.no_resume:
         for suffix in (".state",):
