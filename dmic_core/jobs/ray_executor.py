@@ -46,11 +46,36 @@ def init_ray(address: str | None, num_cpus: int) -> bool:
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0"}}
     if address:
-        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, logging_level=logging.WARNING)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError) as exc:  # wrong cluster, missing auth token, version skew
+            from dmic_core.errors import DmicInputError
+
+            raise DmicInputError(f"cannot connect to the Ray cluster at {address}: {_short(exc)}") from None
         return False
     ray.init(num_cpus=max(1, int(num_cpus)), include_dashboard=False, log_to_driver=False,
              object_store_memory=LOCAL_OBJECT_STORE_BYTES, runtime_env=runtime_env, logging_level=logging.WARNING)
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a wrong cluster address: Ray itself keeps retrying the connection for minutes."""
+    import socket
+
+    from dmic_core.errors import DmicInputError
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise DmicInputError(f"Ray address must look like host:port or ray://host:port, got {address!r}") from None
+    except OSError as exc:
+        raise DmicInputError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
 
 
 def shutdown_ray() -> None:
