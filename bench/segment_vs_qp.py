@@ -54,12 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=33)
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--preset", default=None, help="x265 preset (default: the codec's)")
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "segment_vs_qp.json")
     args = parser.parse_args(argv)
     seeds = list(parse_seed_range(args.seeds))
     qps = [int(q) for q in args.qps.split(",")]
     setup = CodingSetup(preset=args.preset, bit_depth=12, window=(-1024.0, 3072.0))
-    segmenter = load_segmenter(args.model)
+    segmenter = load_segmenter(args.model, **({} if args.threads is None else {"threads": args.threads}))
 
     rows: dict[str, dict[str, list[float]]] = {}
     keys = ["original"] + [f"qp{q}" for q in qps]

@@ -17,6 +17,7 @@ draws exactly the batches the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -56,6 +57,7 @@ class LabelledVolume:
 
 
 # --------------------------------------------------------------------------------------- data
+@functools.lru_cache(maxsize=1)
 def _phantom_code_tag() -> str:
     """Short hash of the phantom generator's source, so a changed generator misses the cache."""
     from dmic_core.data import phantom
