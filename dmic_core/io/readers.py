@@ -45,6 +45,9 @@ MAX_SPACING_MM = 100.0
 MAX_ZIP_UNCOMPRESSED_BYTES = 4 << 30
 MAX_ZIP_MEMBERS = 50_000
 
+#: Most bytes one compressed byte can become in a deflate stream (zlib's documented ~1032:1).
+GZIP_MAX_RATIO = 1032
+
 #: Tolerance (mm) when comparing the grid of a label with its image.
 GRID_ATOL_MM = 1e-3
 
@@ -118,6 +121,12 @@ def _read_gzipped_nifti(header_img: Any, path: Path) -> Any:
     header says the file holds, and hand nibabel the bytes: the app's first slice waits on this."""
     expected = int(header_img.dataobj.offset) + int(np.prod(header_img.shape, dtype=np.int64)) * \
         np.dtype(header_img.get_data_dtype()).itemsize
+    # deflate expands at most ~1032:1: a header needing more than that is lying (found by fuzzing:
+    # a forged vox_offset made read() allocate tens of GB before finding the stream short)
+    most = path.stat().st_size * GZIP_MAX_RATIO + (1 << 16)
+    if expected > most:
+        raise DmicInputError(f"truncated: the header needs {expected} bytes, more than this gzip file can "
+                             f"hold ({most})", path)
     try:
         with isal_gzip.open(path, "rb") as handle:
             raw = handle.read(expected)
@@ -125,7 +134,10 @@ def _read_gzipped_nifti(header_img: Any, path: Path) -> Any:
         raise DmicInputError(f"truncated or corrupt gzip stream ({_short(exc)})", path) from exc
     if len(raw) < expected:
         raise DmicInputError(f"truncated: {len(raw)} bytes where the header needs {expected}", path)
-    return type(header_img).from_bytes(raw)
+    try:
+        return type(header_img).from_bytes(raw)
+    except Exception as exc:  # nibabel re-parses the header from the bytes: WrapStructError, ...
+        raise DmicInputError(f"not a readable NIfTI image ({_short(exc)})", path) from exc
 
 
 class ITKReader(ImageReader):
