@@ -113,11 +113,11 @@ def test_shipped_weights_load_and_are_small():
 # --------------------------------------------------------------------- phantom-based behaviour
 @pytest.fixture(scope="module")
 def phantom_slab():
-    """32 frames through the coronary tree of a held-out phantom (Volume, label)."""
+    """16 frames through the coronary tree of a held-out phantom (Volume, label)."""
     from dmic_core.data.phantom import generate_phantom
 
-    volume, label = generate_phantom(TEST_SEED, n_slices=36)  # mid-heart: the anatomy is centred
-    return volume.slab(2, 34), (label[2:34] > 0).astype(np.uint8)
+    volume, label = generate_phantom(TEST_SEED, n_slices=20)  # mid-heart: the anatomy is centred
+    return volume.slab(2, 18), (label[2:18] > 0).astype(np.uint8)
 
 
 @needs_weights
@@ -135,7 +135,7 @@ def test_torchscript_round_trip(tmp_path, phantom_slab):
     from dmic_core.segmentation.torchscript import TorchScriptSegmenter, export_torchscript
 
     volume, _label = phantom_slab
-    sub = volume.slab(10, 16)
+    sub = volume.slab(6, 9)
     net, _meta = load_weights(WEIGHTS)
     path = export_torchscript(net, tmp_path / "user_model.pt")
     seg = load_segmenter(path)
@@ -143,7 +143,7 @@ def test_torchscript_round_trip(tmp_path, phantom_slab):
     builtin = load_segmenter("builtin")
     p_script, p_builtin = seg.probabilities(sub), builtin.probabilities(sub)
     assert np.abs(p_script - p_builtin).max() < 1e-3
-    assert (seg.segment(sub) != builtin.segment(sub)).mean() < 1e-4
+    assert (seg.segment(sub) != (p_builtin >= 0.5)).mean() < 1e-4
 
 
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
@@ -164,7 +164,7 @@ def test_cli_segment_writes_mask_on_input_grid(tmp_path, phantom_slab, capsys):
     from dmic_core.io import save_nifti
 
     volume, label = phantom_slab
-    sub = volume.slab(8, 24)
+    sub = volume.slab(4, 12)
     # store it in a non-canonical (RAS, z-flipped) file order to prove the mask comes back on it
     data = np.ascontiguousarray(sub.hu.transpose(2, 1, 0)[::-1, ::-1, ::-1])
     aff = sub.affine.copy()
@@ -177,7 +177,7 @@ def test_cli_segment_writes_mask_on_input_grid(tmp_path, phantom_slab, capsys):
 
     loaded = load_volume(image)
     assert np.array_equal(loaded.hu, sub.hu)
-    save_nifti(loaded, label[8:24], lab_path)
+    save_nifti(loaded, label[4:12], lab_path)
     out = tmp_path / "mask.nii.gz"
     assert main(["segment", str(image), "--out", str(out), "--label", str(lab_path)]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -201,7 +201,7 @@ def test_strong_compression_costs_accuracy(phantom_slab):
 
     volume, label = phantom_slab
     # a 9-frame, 192 x 192 window around the vessels keeps the encode to a fraction of a second
-    z0 = 12
+    z0 = 4
     ys, xs = np.nonzero(label[z0 + 4])
     cy = int(np.clip(int(np.median(ys)), 96, volume.shape[1] - 96))
     cx = int(np.clip(int(np.median(xs)), 96, volume.shape[2] - 96))
