@@ -1,0 +1,60 @@
+"""``dmic finetune``: few-shot tuning of the pretrained agents on labelled target volumes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dmic_core.cli.common import print_json
+
+
+def register(subparsers) -> None:
+    from dmic_core.finetune.tune import STRATEGY_NAMES
+
+    parser = subparsers.add_parser(
+        "finetune", help="few-shot tuning of the DMIC agents (paper's 8 strategies, K:10:10 split)")
+    parser.add_argument("--data", required=True, help="ImageCAS-layout folder ({id}.img/.label.nii.gz) or dataset CSV")
+    parser.add_argument("--shots", type=int, default=1, help="K labelled training volumes (1, 3, 5); batch size K")
+    parser.add_argument("--strategy", default="a2c", choices=STRATEGY_NAMES, help="what is tuned (paper Fig. 1)")
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
+    parser.add_argument("--from", dest="pretrained", default=None,
+                        help="agents to start from (default assets/agents_pretrained.pt)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the A2C run")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the K:10:10 split")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.state (else start over)")
+    parser.add_argument("--lr-frame", type=float, default=1e-3)
+    parser.add_argument("--lr-ctu", type=float, default=1e-4)
+    parser.add_argument("--clip-frames", type=int, default=9, help="frames per training clip")
+    parser.add_argument("--clips-per-volume", type=int, default=2)
+    parser.add_argument("--slab", type=int, default=33, help="heart slab (slices) the clips are taken from")
+    parser.add_argument("--preset", default="veryfast", help="x265 preset of the surrogate's encodes")
+    parser.add_argument("--segmenter", default="builtin")
+    parser.add_argument("--workers", type=int, default=2, help="processes building surrogate caches")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for training")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from dmic_core.finetune.tune import DEFAULT_CACHE_DIR, FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(data=str(args.data), shots=args.shots, strategy=args.strategy, iterations=args.iterations,
+                         pretrained=args.pretrained, split_seed=args.split_seed, seed=args.seed,
+                         lr_frame=args.lr_frame, lr_ctu=args.lr_ctu, clip_frames=args.clip_frames,
+                         clips_per_volume=args.clips_per_volume, slab=args.slab,
+                         preset=None if args.preset in ("", "none", "default") else args.preset,
+                         segmenter=args.segmenter, workers=args.workers, threads=args.threads,
+                         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR))
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    from dmic_core.finetune.tune import run_paths
+
+    run_paths(args.out)["cancel"].unlink(missing_ok=True)  # a cancel of an earlier run is stale now
+    result = finetune(cfg, args.out, resume=args.resume, log=log)
+    print_json(result.to_dict())
+    return 0 if result.status == "done" else 130

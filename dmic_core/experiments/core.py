@@ -1,0 +1,429 @@
+"""The paper's experiments on our data: train the checkpoints the tables need, evaluate them with
+real encodes on held-out test volumes, and pool the curves.
+
+Every number comes from :func:`dmic_core.sweep.run_point` (real x265 encode and decode, the real
+segmenter, :func:`dmic_core.evaluation.task_accuracy`) on test volumes that no tuning run saw;
+the surrogate only ever trains. Points are kept in a JSONL store per test case
+(``work_dir/points``), keyed by (curve, setting, checkpoint hash), so an interrupted or repeated
+run only computes what is missing and the tables share their points.
+
+Test volumes are ``slab``-slice slabs through the heart (the paper codes 33 frames), the first
+``test_cases`` of the split's 10 test volumes. BD numbers are computed on the *pooled* curve (the
+mean bpp and the mean mIoU over test volumes at each setting; anchor: constant-QP HEVC) after
+:func:`~dmic_core.metrics.bd.upper_envelope`, as :func:`dmic_core.sweep.bd_table` does; the
+per-volume BD mean is reported beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dmic_core.finetune.data import SLAB_FRAMES, file_fingerprint, heart_slab
+from dmic_core.finetune.tune import DEFAULT_CACHE_DIR, FinetuneConfig, clip_specs, make_split
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WORK_DIR = ROOT / "work_dirs" / "experiments"
+TABLES = ("table1", "table2", "table3", "table4", "fig2")
+VARIANTS = ("pretrained", "a2c", "a2c_fc", "full", "adapterv1", "adapterv1_a2c", "adapter", "adapter_critic")
+PAPER_LABELS = {
+    "pretrained": "(a) Pretrained", "a2c": "(b) Tune A2C", "a2c_fc": "(c) Tune A2C & FC",
+    "full": "(d) Tune Full Model", "adapterv1": "(e) Tune AdapterV1", "adapterv1_a2c": "(f) Tune AdapterV1 & A2C",
+    "adapter": "(g) Tune Adapter", "adapter_critic": "(h) Tune Adapter & Critic",
+}
+HANDCRAFTED = ("linear", "exp", "square", "log", "sqrt")
+DEFAULT_QPS = (17, 22, 27, 32, 37, 42)
+DEFAULT_LAMBDAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+def _spawn():
+    """Worker processes are spawned: forking a parent whose torch thread pool is running can hang."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ExperimentConfig:
+    """What the tables are computed on and how much is spent.
+
+    Attributes:
+        data: labelled target dataset (ImageCAS layout or CSV), split K:10:10 with ``split_seed``.
+        extra_volumes: further (unlabelled, e.g. real CT) volumes on which Table I, IV and Fig. 2a
+            are also measured; reference = segmentation of the original.
+        test_cases: how many of the split's test volumes are evaluated.
+        iterations: tuning iterations of the main runs (Table I/II, a2c and full);
+            ``variant_iterations``: of Table III's variants (a2c/full re-used when equal).
+    """
+
+    data: str
+    out: str
+    work_dir: str = str(DEFAULT_WORK_DIR)
+    extra_volumes: tuple[str, ...] = ()
+    split_seed: int = 0
+    shots: tuple[int, ...] = (1, 3, 5)
+    iterations: int = 1000
+    variant_iterations: int = 1000
+    test_cases: int = 3
+    slab: int = SLAB_FRAMES
+    qps: tuple[float, ...] = DEFAULT_QPS
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    workers: int = 2
+    train_workers: int = 2
+    pretrained: str | None = None
+    segmenter: str = "builtin"
+    clip_frames: int = 9
+    clips_per_volume: int = 2
+    preset: str | None = "veryfast"
+    seed: int = 0
+    cache_dir: str = str(DEFAULT_CACHE_DIR)
+
+    def finetune_config(self, strategy: str, shots: int, iterations: int) -> FinetuneConfig:
+        return FinetuneConfig(data=self.data, shots=shots, strategy=strategy, iterations=iterations,
+                              pretrained=self.pretrained, split_seed=self.split_seed, seed=self.seed,
+                              clip_frames=self.clip_frames, clips_per_volume=self.clips_per_volume,
+                              slab=self.slab, preset=self.preset, segmenter=self.segmenter, workers=self.workers,
+                              threads=1, cache_dir=self.cache_dir)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A tuning run a table needs."""
+
+    strategy: str
+    shots: int
+    iterations: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.strategy}-k{self.shots}-it{self.iterations}"
+
+
+@dataclass
+class TestCase:
+    case_id: str
+    image: str
+    label: str | None
+    slices: tuple[int, int]
+    domain: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.case_id}-{self.slices[0]}-{self.slices[1]}"
+
+
+@dataclass
+class Curve:
+    """One rate curve: a sweep method at its settings (dmic: with a checkpoint)."""
+
+    name: str
+    method: str
+    settings: tuple[float, ...]
+    checkpoint: str | None = None
+    run: RunSpec | None = None
+
+
+# --- what each table needs ----------------------------------------------------------------------------
+
+def needed_runs(tables: Iterable[str], cfg: ExperimentConfig) -> list[RunSpec]:
+    runs: list[RunSpec] = []
+    for t in tables:
+        if t in ("table1", "table4"):
+            runs.append(RunSpec("a2c", 1, cfg.iterations))
+        if t in ("table2", "fig2"):
+            runs += [RunSpec(s, k, cfg.iterations) for s in ("a2c", "full") for k in cfg.shots]
+        if t in ("table3", "fig2"):
+            runs += [RunSpec(s, 1, cfg.variant_iterations) for s in VARIANTS if s != "pretrained"]
+    return list(dict.fromkeys(runs))
+
+
+def checkpoint_path(cfg: ExperimentConfig, run: RunSpec) -> Path:
+    return Path(cfg.work_dir) / "checkpoints" / f"s{cfg.split_seed}" / f"{run.name}.pt"
+
+
+def pretrained_path(cfg: ExperimentConfig) -> Path:
+    from dmic_core.finetune.tune import default_pretrained
+
+    return Path(cfg.pretrained) if cfg.pretrained else default_pretrained()
+
+
+def run_complete(path: Path, iterations: int) -> bool:
+    if not path.is_file():
+        return False
+    import torch
+
+    meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+    return int(meta.get("iterations_done", -1)) >= iterations
+
+
+def _train_one(cfg_dict: dict[str, Any], run: tuple[str, int, int], out: str, log_path: str) -> dict[str, Any]:
+    """Worker: one tuning run (resumable), its log in ``log_path``."""
+    import torch
+
+    from dmic_core.finetune.tune import finetune
+
+    torch.set_num_threads(1)
+    cfg = ExperimentConfig(**cfg_dict)
+    ft = cfg.finetune_config(*run)
+    with open(log_path, "a") as fh:
+        def log(msg: str) -> None:
+            fh.write(msg + "\n")
+            fh.flush()
+
+        result = finetune(ft, out, resume=True, log=log)
+    return result.to_dict()
+
+
+def train_runs(cfg: ExperimentConfig, runs: Sequence[RunSpec], log: Log = print) -> dict[str, dict[str, Any]]:
+    """Make sure every run's checkpoint exists: build the shared caches once, then train the
+    missing runs in ``cfg.train_workers`` processes (one torch thread each)."""
+    from dmic_core.finetune.tune import build_caches
+
+    todo = [r for r in runs if not run_complete(checkpoint_path(cfg, r), r.iterations)]
+    results: dict[str, dict[str, Any]] = {}
+    if not todo:
+        return results
+    k_max = max(r.shots for r in todo)
+    ft = cfg.finetune_config("a2c", k_max, 0)
+    split, cases = make_split(ft)
+    t0 = time.perf_counter()
+    build_caches(clip_specs(ft, split, cases), ft, log=log)
+    log(f"[experiments] caches ready in {time.perf_counter() - t0:.0f} s; training {len(todo)} run(s): "
+        + ", ".join(r.name for r in todo))
+    # longest first, so the pool's tail is short
+    todo.sort(key=lambda r: -(r.shots * r.iterations * (2 if r.strategy in ("full", "a2c_fc") else 1)))
+    log_dir = Path(cfg.work_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(mp_context=_spawn(), max_workers=max(1, min(cfg.train_workers, len(todo)))) as pool:
+        futs = {pool.submit(_train_one, asdict(cfg), (r.strategy, r.shots, r.iterations),
+                            str(checkpoint_path(cfg, r)), str(log_dir / f"{r.name}.log")): r for r in todo}
+        for fut in as_completed(futs):
+            r = futs[fut]
+            res = fut.result()
+            results[r.name] = res
+            log(f"[experiments] trained {r.name}: {res['status']} at {res['iteration']} it, "
+                f"{res['trainable_parameters']} trainable, {res['seconds'].get('train', 0):.0f} s training")
+    return results
+
+
+# --- test cases ---------------------------------------------------------------------------------------
+
+def test_cases(cfg: ExperimentConfig, log: Log = print) -> list[TestCase]:
+    """The first ``cfg.test_cases`` test volumes of the split (heart slabs), then the extra volumes."""
+    from dmic_core.io import load_label, load_volume
+
+    split, cases = make_split(cfg.finetune_config("a2c", max(cfg.shots), 0))
+    out = []
+    for cid in split.test[:cfg.test_cases]:
+        image, label = cases[cid]
+        vol = load_volume(image)
+        lab = load_label(label, like=vol) if label else np.ones(vol.shape, np.uint8)
+        out.append(TestCase(cid, image, label, heart_slab(lab, cfg.slab), "target"))
+    for path in cfg.extra_volumes:
+        vol = load_volume(path)
+        slices = (0, vol.n_frames)
+        if vol.n_frames > cfg.slab:
+            from dmic_core.segmentation import load_segmenter
+
+            roi = load_segmenter(cfg.segmenter).segment(vol)
+            slices = heart_slab(roi, cfg.slab)
+        name = Path(path).name.split(".")[0]
+        parent = Path(path).parent.name
+        out.append(TestCase(f"{parent}-{name}", str(path), None, slices, "real"))
+    return out
+
+
+def curves_for(tables: Iterable[str], cfg: ExperimentConfig, domain: str) -> list[Curve]:
+    """The curves the tables need on a test case of ``domain`` (``target`` or ``real``)."""
+    tables = set(tables)
+    qps, lams = tuple(cfg.qps), tuple(cfg.lambdas)
+    curves = [Curve("hevc", "hevc", qps)]
+    if tables & {"table1"}:
+        curves.append(Curve("ratecontrol", "ratecontrol", qps))
+    if tables & {"fig2"}:
+        from dmic_core.codecs.qp import PAPER_QP_I_MAX, PAPER_QP_I_MIN
+
+        hc = tuple(sorted({float(np.clip(q, PAPER_QP_I_MIN, PAPER_QP_I_MAX)) for q in qps}))
+        curves += [Curve(h, h, hc) for h in HANDCRAFTED]
+    curves.append(Curve("pretrained", "dmic", lams, str(pretrained_path(cfg)), None))
+    runs: list[RunSpec] = []
+    if tables & {"table1", "table4", "fig2"}:
+        runs.append(RunSpec("a2c", 1, cfg.iterations))
+    if domain == "target":
+        runs += [r for r in needed_runs(tables & {"table2", "table3", "fig2"}, cfg)]
+    for r in dict.fromkeys(runs):
+        curves.append(Curve(f"dmic:{r.name}", "dmic", lams, str(checkpoint_path(cfg, r)), r))
+    return list({c.name: c for c in curves}.values())
+
+
+# --- points --------------------------------------------------------------------------------------------
+
+def _ckpt_id(path: str | None) -> str:
+    return "" if not path else file_fingerprint(path, full=True)
+
+
+class PointStore:
+    """Evaluated points of one test case (JSONL, append-only; the last row of a key wins)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: dict[tuple[str, float, str], dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                self.rows[(row["curve"], float(row["setting"]), row.get("checkpoint_id", ""))] = row
+
+    def get(self, curve: str, setting: float, ckpt: str) -> dict[str, Any] | None:
+        return self.rows.get((curve, float(setting), ckpt))
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows[(row["curve"], float(row["setting"]), row.get("checkpoint_id", ""))] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row, default=float) + "\n")
+
+
+def _run_spec(spec, setup, options):
+    from dmic_core.sweep import _run_in_worker
+
+    return _run_in_worker(spec, setup, options)
+
+
+def evaluate_case(case: TestCase, curves: Sequence[Curve], cfg: ExperimentConfig, log: Log = print) -> pd.DataFrame:
+    """Every (curve, setting) point of ``case`` by real encodes, computing only what the store lacks."""
+    from dmic_core.pipeline import TASK_CODING
+    from dmic_core.sweep import PointSpec, _init_worker
+
+    seg_id = hashlib.sha1(cfg.segmenter.encode()).hexdigest()[:6]
+    if cfg.segmenter == "builtin":
+        from dmic_core.finetune.data import segmenter_fingerprint
+
+        seg_id = segmenter_fingerprint("builtin")[-10:]
+    store = PointStore(Path(cfg.work_dir) / "points" / f"{case.tag}-{seg_id}.jsonl")
+    ids = {c.name: _ckpt_id(c.checkpoint) for c in curves}
+    missing = [(c, s) for c in curves for s in c.settings if store.get(c.name, s, ids[c.name]) is None]
+    if missing:
+        log(f"[experiments] {case.case_id} [{case.slices[0]}:{case.slices[1]}]: {len(missing)} point(s) to encode "
+            f"({sum(len(c.settings) for c in curves) - len(missing)} stored)")
+        t0 = time.perf_counter()
+        done = 0
+        with ProcessPoolExecutor(mp_context=_spawn(), max_workers=max(1, cfg.workers), initializer=_init_worker,
+                                 initargs=(case.image, case.label, cfg.segmenter, tuple(case.slices))) as pool:
+            first = [(c, s) for c, s in missing if c.method == "hevc"]
+            rest = [(c, s) for c, s in missing if c.method != "hevc"]
+            for batch in (first, rest):
+                futs = {}
+                for c, s in batch:
+                    options: dict[str, Any] = {}
+                    if c.method == "dmic":
+                        options["agents"] = c.checkpoint
+                    if c.method == "ratecontrol":
+                        anchor = store.get("hevc", s, "")
+                        if anchor is not None:
+                            options["anchor_bits"] = anchor["bits"]
+                    futs[pool.submit(_run_spec, PointSpec(c.method, float(s)), TASK_CODING, options)] = (c, s)
+                for fut in as_completed(futs):
+                    c, s = futs[fut]
+                    res = fut.result()
+                    row = {"case": case.case_id, "domain": case.domain, "slices": list(case.slices),
+                           "curve": c.name, "checkpoint_id": ids[c.name], **res.row(),
+                           "qp_i": res.extra.get("qp_i"), "agent_seconds": res.extra.get("agent_seconds")}
+                    store.add(row)
+                    done += 1
+                    el = time.perf_counter() - t0
+                    if done % 5 == 0 or done == len(missing):
+                        log(f"[experiments]   {case.case_id}: {done}/{len(missing)} points, "
+                            f"ETA {el / done * (len(missing) - done) / 60:.1f} min")
+    rows = [store.get(c.name, s, ids[c.name]) for c in curves for s in c.settings]
+    frame = pd.DataFrame([r for r in rows if r is not None])
+    return frame
+
+
+def evaluate(tables: Sequence[str], cfg: ExperimentConfig, log: Log = print) -> pd.DataFrame:
+    """Train what is missing, then evaluate every test case; all points in one frame."""
+    train_runs(cfg, needed_runs(tables, cfg), log)
+    frames = []
+    for case in test_cases(cfg, log):
+        frames.append(evaluate_case(case, curves_for(tables, cfg, case.domain), cfg, log))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- pooling and BD ------------------------------------------------------------------------------------
+
+def pooled_curves(points: pd.DataFrame) -> pd.DataFrame:
+    """Mean bpp / mIoU / PSNR over the cases at each (curve, setting) present in every case."""
+    n_cases = points.case.nunique()
+    g = points.groupby(["curve", "setting"])
+    pooled = g.agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"),
+                   dice=("dice", "mean"), bits=("bits", "mean"), cases=("case", "nunique")).reset_index()
+    pooled = pooled[pooled.cases == n_cases].copy()
+    pooled["method"] = pooled["curve"]
+    return pooled
+
+
+def bd_rows(points: pd.DataFrame, curves: Sequence[str]) -> pd.DataFrame:
+    """BD-rate / BD-mIoU of ``curves`` against ``hevc``: pooled curve, and per-case mean."""
+    from dmic_core.sweep import bd_table
+
+    pooled = pooled_curves(points)
+    table = bd_table(pooled[pooled.curve.isin(["hevc", *curves])])
+    out = []
+    for name in curves:
+        row: dict[str, Any] = {"curve": name}
+        hit = table[table.method == name] if not table.empty else table
+        if len(hit):
+            h = hit.iloc[0]
+            row.update(bd_rate_pct=h.bd_rate_pct, bd_miou_pp=h.bd_miou_pp,
+                       bd_rate_psnr_pct=h.bd_rate_psnr_pct, reason=h.reason if isinstance(h.reason, str) else "")
+        else:
+            row.update(bd_rate_pct=float("nan"), bd_miou_pp=float("nan"), bd_rate_psnr_pct=float("nan"),
+                       reason="no points for this curve")
+        per_case = []
+        reasons = []
+        for case, grp in points.groupby("case"):
+            t = bd_table(grp[grp.curve.isin(["hevc", name])].assign(method=lambda d: d.curve))
+            if t.empty:
+                continue
+            v = float(t.iloc[0].bd_rate_pct)
+            if np.isfinite(v):
+                per_case.append(v)
+            elif isinstance(t.iloc[0].reason, str):
+                reasons.append(f"{case}: {t.iloc[0].reason}")
+        row["bd_rate_pct_case_mean"] = float(np.mean(per_case)) if per_case else float("nan")
+        row["cases_with_bd"] = len(per_case)
+        row["cases"] = int(points.case.nunique())
+        if not np.isfinite(row["bd_rate_pct"]) and not row["reason"]:
+            row["reason"] = "; ".join(reasons) or "BD undefined"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    import torch
+
+    return dict(torch.load(Path(path), map_location="cpu", weights_only=True).get("meta", {}))
+
+
+def parameter_counts(path: str | Path) -> tuple[int, int]:
+    """(trainable, total) parameters recorded in a checkpoint (pretrained: 0 trainable)."""
+    meta = checkpoint_meta(path)
+    if "trainable_parameters" in meta and meta.get("kind") == "finetuned":
+        return int(meta["trainable_parameters"]), int(meta.get("total_parameters", 0))
+    from dmic_core.agents.dmic import DMICAgents
+
+    agents = DMICAgents.load(path)
+    return 0, sum(p.numel() for p in agents.parameters())
