@@ -90,6 +90,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if k:
             cz = ndimage.center_of_mass(rest, lab, range(1, min(k, 10) + 1))
             out["elsewhere_component_centres_zyx_vox"] = [[round(c, 1) for c in cc] for cc in cz]
+    # where the marks lie, by neighbourhood: lung (>30 % of a 9-mm box is air/lung), next to bone
+    # (>700 HU within 3 mm), or the mediastinum (heart surface, great vessels, chest wall)
+    vox = max(1, int(round(4.5 / vol.spacing[1])))
+    lungish = ndimage.uniform_filter((vol.hu < -500).astype(np.float32), size=2 * vox + 1) > 0.3
+    bone_near = ndimage.maximum_filter(vol.hu, size=2 * max(1, int(round(3.0 / vol.spacing[1]))) + 1) > 700
+    m = mask.astype(bool)
+    region = {"lung_vessels": m & lungish, "bone_adjacent": m & ~lungish & bone_near & ~anywhere}
+    region["mediastinum_heart"] = m & ~lungish & ~region["bone_adjacent"] & ~anywhere
+    out["by_region"] = {k: {"voxels": int(v.sum()), "share_of_marks": float(v.sum() / max(1, n))}
+                        for k, v in region.items()}
+    heart_marks = region["mediastinum_heart"]
+    lab_h, k_h = ndimage.label(heart_marks)
+    if k_h:
+        sz = np.bincount(lab_h.ravel())[1:]
+        out["mediastinum_heart_components"] = {"count": int(k_h), "largest_voxels": np.sort(sz)[::-1][:10].tolist(),
+                                               "median_hu": float(np.median(vol.hu[heart_marks]))}
     contrast = (vol.hu > 200) & (vol.hu < 700) & ~anywhere
     out["contrast_voxels_outside_aorta_masks"] = int(contrast.sum())
     out["share_of_those_marked"] = float((mask.astype(bool) & contrast).sum() / max(1, contrast.sum()))
@@ -105,36 +121,36 @@ def _figure(vol, mask: np.ndarray, masks: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
-    z_counts = mask.reshape(mask.shape[0], -1).sum(1)
-    order = np.argsort(z_counts)[::-1]
-    picks = sorted(order[:3].tolist()) if z_counts.max() > 0 else [vol.n_frames // 2]
+    red = ListedColormap(["red"])
     aorta = masks.get("aorta")
-    fig, axes = plt.subplots(1, len(picks) + 2, figsize=(4 * (len(picks) + 2), 4.4))
+    # three axial levels: aortic root / heart (most aorta), mid-heart and lower heart
+    z_aorta = int(np.argmax(aorta.reshape(aorta.shape[0], -1).sum(1))) if aorta is not None else vol.n_frames // 2
+    picks = sorted({int(np.clip(z, 0, vol.n_frames - 1)) for z in (z_aorta - 40, z_aorta - 20, z_aorta)})
+    fig, axes = plt.subplots(1, len(picks) + 2, figsize=(4 * (len(picks) + 2), 4.6))
     for ax, z in zip(axes, picks):
         ax.imshow(np.clip(vol.hu[z], -200, 800), cmap="gray")
-        ov = np.ma.masked_where(mask[z] == 0, mask[z])
-        ax.imshow(ov, cmap="autumn", alpha=0.9, vmin=0, vmax=1)
+        ax.imshow(np.ma.masked_where(mask[z] == 0, mask[z]), cmap=red, alpha=0.85, vmin=0, vmax=1)
         if aorta is not None and aorta[z].any():
             ax.contour(aorta[z], levels=[0.5], colors="cyan", linewidths=0.6)
-        ax.set_title(f"axial z={z} ({int(mask[z].sum())} vox)")
+        ax.set_title(f"axial z={z} ({int(mask[z].sum())} marked voxels)")
         ax.axis("off")
-    # coronal and axial maximum-intensity projections of the CT with the mask's projection
-    for ax, axis, title in ((axes[-2], 1, "coronal MIP"), (axes[-1], 0, "axial MIP")):
-        mip = np.clip(vol.hu.max(axis=axis), -200, 1000)
-        m = mask.max(axis=axis)
-        if axis == 1:
-            mip, m = mip[::-1], m[::-1]  # superior up
-        ax.imshow(mip, cmap="gray", aspect=(vol.spacing[0] / vol.spacing[2]) if axis == 1 else 1)
-        ax.imshow(np.ma.masked_where(m == 0, m), cmap="autumn", alpha=0.8, vmin=0, vmax=1,
-                  aspect=(vol.spacing[0] / vol.spacing[2]) if axis == 1 else 1)
-        ax.set_title(title + " + marks")
+    aspect = vol.spacing[0] / vol.spacing[2]
+    ct = np.clip(vol.hu.max(axis=1)[::-1], -200, 1000)
+    axes[-2].imshow(ct, cmap="gray", aspect=aspect)
+    axes[-2].set_title("coronal CT MIP")
+    proj = mask.sum(axis=1)[::-1].astype(np.float32)
+    axes[-1].imshow(ct, cmap="gray", aspect=aspect, alpha=0.5)
+    axes[-1].imshow(np.ma.masked_where(proj == 0, proj), cmap="hot", aspect=aspect)
+    axes[-1].set_title("coronal projection of the marks")
+    for ax in axes[-2:]:
         ax.axis("off")
-    fig.suptitle("Built-in U-Net on the real CTA crop: red = marked vessel, cyan = TotalSegmentator aorta")
+    fig.suptitle("Built-in U-Net on the real CTA crop (1.5 mm, resampled to the training pixel size): "
+                 "red = marked vessel, cyan = TotalSegmentator aorta")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
