@@ -32,8 +32,11 @@ def register(subparsers) -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--shots", type=_ints, default=(1, 3, 5), help="comma-separated K values (Table II)")
     parser.add_argument("--iterations", type=int, default=1000, help="tuning iterations of the main runs")
-    parser.add_argument("--variant-iterations", type=int, default=None,
-                        help="iterations of Table III's variants (default: --iterations)")
+    parser.add_argument("--variant-iterations", "--ablation-iterations", dest="variant_iterations", type=int,
+                        default=None, help="iterations of the ablation runs: Table II, Table III, Fig. 2b/c "
+                                           "(default: --iterations)")
+    parser.add_argument("--ablation-cases", type=int, default=None,
+                        help="test volumes the ablation curves are evaluated on (default: all --test-cases)")
     parser.add_argument("--test-cases", type=int, default=3, help="how many of the 10 test volumes are evaluated")
     parser.add_argument("--slab", type=int, default=33, help="frames of each test clip (heart slab)")
     parser.add_argument("--qps", type=_floats, default=DEFAULT_QPS, help="paper QPs of HEVC / rate control / hand-crafted")
@@ -61,7 +64,7 @@ def run(args) -> int:
         extra_volumes=tuple(args.extra), split_seed=args.split_seed, shots=tuple(args.shots),
         iterations=args.iterations,
         variant_iterations=args.variant_iterations if args.variant_iterations is not None else args.iterations,
-        test_cases=args.test_cases, slab=args.slab, qps=tuple(args.qps), lambdas=tuple(args.lambdas),
+        test_cases=args.test_cases, ablation_cases=args.ablation_cases, slab=args.slab, qps=tuple(args.qps), lambdas=tuple(args.lambdas),
         workers=args.workers, train_workers=args.train_workers, pretrained=args.pretrained,
         segmenter=args.segmenter, clip_frames=args.clip_frames, clips_per_volume=args.clips_per_volume,
         preset=None if args.preset in ("", "none", "default") else args.preset, seed=args.seed,

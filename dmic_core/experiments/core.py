@@ -63,8 +63,11 @@ class ExperimentConfig:
         extra_volumes: further (unlabelled, e.g. real CT) volumes on which Table I, IV and Fig. 2a
             are also measured; reference = segmentation of the original.
         test_cases: how many of the split's test volumes are evaluated.
-        iterations: tuning iterations of the main runs (Table I/II, a2c and full);
-            ``variant_iterations``: of Table III's variants (a2c/full re-used when equal).
+        iterations: tuning iterations of the main run (Table I, IV, Fig. 2a: a2c, 1 shot);
+            ``variant_iterations``: of the ablations (Table II's shots x {a2c, full}, Table III's
+            variants, Fig. 2b/c); equal to ``iterations`` unless the budget asks otherwise.
+        ablation_cases: how many of the test volumes the ablation curves are evaluated on
+            (default: all ``test_cases``); Table I/IV and Fig. 2a use all of them.
     """
 
     data: str
@@ -76,6 +79,7 @@ class ExperimentConfig:
     iterations: int = 1000
     variant_iterations: int = 1000
     test_cases: int = 3
+    ablation_cases: int | None = None
     slab: int = SLAB_FRAMES
     qps: tuple[float, ...] = DEFAULT_QPS
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
@@ -142,7 +146,7 @@ def needed_runs(tables: Iterable[str], cfg: ExperimentConfig) -> list[RunSpec]:
         if t in ("table1", "table4"):
             runs.append(RunSpec("a2c", 1, cfg.iterations))
         if t in ("table2", "fig2"):
-            runs += [RunSpec(s, k, cfg.iterations) for s in ("a2c", "full") for k in cfg.shots]
+            runs += [RunSpec(s, k, cfg.variant_iterations) for s in ("a2c", "full") for k in cfg.shots]
         if t in ("table3", "fig2"):
             runs += [RunSpec(s, 1, cfg.variant_iterations) for s in VARIANTS if s != "pretrained"]
     return list(dict.fromkeys(runs))
@@ -185,9 +189,44 @@ def _train_one(cfg_dict: dict[str, Any], run: tuple[str, int, int], out: str, lo
     return result.to_dict()
 
 
+def _lock_path(cfg: ExperimentConfig, run: RunSpec) -> Path:
+    return checkpoint_path(cfg, run).with_suffix(".lock")
+
+
+def _take_lock(path: Path) -> bool:
+    """Claim a run for this process (another live process holding it keeps it)."""
+    from dmic_core.finetune.background import alive
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and alive(pid):
+                return False
+            path.unlink(missing_ok=True)  # stale lock of a dead process
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
+def run_priority(run: RunSpec, cfg: ExperimentConfig) -> tuple:
+    """Training order: the main result (a2c, 1 shot) first, then by shots, cheapest first."""
+    main = run == RunSpec("a2c", 1, cfg.iterations)
+    cost = run.shots * run.iterations * (2 if run.strategy in ("full", "a2c_fc") else 1)
+    return (not main, run.shots, cost)
+
+
 def train_runs(cfg: ExperimentConfig, runs: Sequence[RunSpec], log: Log = print) -> dict[str, dict[str, Any]]:
     """Make sure every run's checkpoint exists: build the shared caches once, then train the
-    missing runs in ``cfg.train_workers`` processes (one torch thread each)."""
+    missing runs in ``cfg.train_workers`` processes (one torch thread each). A run another live
+    process is training (its ``.lock``) is waited for instead of trained twice."""
     from dmic_core.finetune.tune import build_caches
 
     todo = [r for r in runs if not run_complete(checkpoint_path(cfg, r), r.iterations)]
@@ -199,21 +238,36 @@ def train_runs(cfg: ExperimentConfig, runs: Sequence[RunSpec], log: Log = print)
     split, cases = make_split(ft)
     t0 = time.perf_counter()
     build_caches(clip_specs(ft, split, cases), ft, log=log)
-    log(f"[experiments] caches ready in {time.perf_counter() - t0:.0f} s; training {len(todo)} run(s): "
-        + ", ".join(r.name for r in todo))
-    # longest first, so the pool's tail is short
-    todo.sort(key=lambda r: -(r.shots * r.iterations * (2 if r.strategy in ("full", "a2c_fc") else 1)))
+    todo.sort(key=lambda r: run_priority(r, cfg))
+    mine = [r for r in todo if _take_lock(_lock_path(cfg, r))]
+    others = [r for r in todo if r not in mine]
+    log(f"[experiments] caches ready in {time.perf_counter() - t0:.0f} s; training {len(mine)} run(s): "
+        + ", ".join(r.name for r in mine) + (f"; waiting for {', '.join(r.name for r in others)} (another process)"
+                                             if others else ""))
     log_dir = Path(cfg.work_dir) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(mp_context=_spawn(), max_workers=max(1, min(cfg.train_workers, len(todo)))) as pool:
-        futs = {pool.submit(_train_one, asdict(cfg), (r.strategy, r.shots, r.iterations),
-                            str(checkpoint_path(cfg, r)), str(log_dir / f"{r.name}.log")): r for r in todo}
-        for fut in as_completed(futs):
-            r = futs[fut]
-            res = fut.result()
-            results[r.name] = res
-            log(f"[experiments] trained {r.name}: {res['status']} at {res['iteration']} it, "
-                f"{res['trainable_parameters']} trainable, {res['seconds'].get('train', 0):.0f} s training")
+    try:
+        if mine:
+            with ProcessPoolExecutor(mp_context=_spawn(), max_workers=max(1, min(cfg.train_workers, len(mine)))) as pool:
+                futs = {pool.submit(_train_one, asdict(cfg), (r.strategy, r.shots, r.iterations),
+                                    str(checkpoint_path(cfg, r)), str(log_dir / f"{r.name}.log")): r for r in mine}
+                for fut in as_completed(futs):
+                    r = futs[fut]
+                    res = fut.result()
+                    results[r.name] = res
+                    _lock_path(cfg, r).unlink(missing_ok=True)
+                    log(f"[experiments] trained {r.name}: {res['status']} at {res['iteration']} it, "
+                        f"{res['trainable_parameters']} trainable, {res['seconds'].get('train', 0):.0f} s training")
+    finally:
+        for r in mine:
+            lock = _lock_path(cfg, r)
+            if lock.is_file() and lock.read_text().strip() == str(os.getpid()):
+                lock.unlink(missing_ok=True)
+    for r in others:
+        while not run_complete(checkpoint_path(cfg, r), r.iterations):
+            if not _lock_path(cfg, r).is_file():
+                raise RuntimeError(f"run {r.name} was abandoned by the process training it; run again to train it")
+            time.sleep(10)
     return results
 
 
@@ -225,11 +279,12 @@ def test_cases(cfg: ExperimentConfig, log: Log = print) -> list[TestCase]:
 
     split, cases = make_split(cfg.finetune_config("a2c", max(cfg.shots), 0))
     out = []
-    for cid in split.test[:cfg.test_cases]:
+    n_ablation = cfg.test_cases if cfg.ablation_cases is None else cfg.ablation_cases
+    for i, cid in enumerate(split.test[:cfg.test_cases]):
         image, label = cases[cid]
         vol = load_volume(image)
         lab = load_label(label, like=vol) if label else np.ones(vol.shape, np.uint8)
-        out.append(TestCase(cid, image, label, heart_slab(lab, cfg.slab), "target"))
+        out.append(TestCase(cid, image, label, heart_slab(lab, cfg.slab), "target" if i < n_ablation else "target-main"))
     for path in cfg.extra_volumes:
         vol = load_volume(path)
         slices = (0, vol.n_frames)
@@ -251,7 +306,7 @@ def curves_for(tables: Iterable[str], cfg: ExperimentConfig, domain: str) -> lis
     curves = [Curve("hevc", "hevc", qps)]
     if tables & {"table1"}:
         curves.append(Curve("ratecontrol", "ratecontrol", qps))
-    if tables & {"fig2"}:
+    if tables & {"fig2"} and domain != "target-main":  # Fig. 2a's hand-crafted curves: ablation volumes only
         from dmic_core.codecs.qp import PAPER_QP_I_MAX, PAPER_QP_I_MIN
 
         hc = tuple(sorted({float(np.clip(q, PAPER_QP_I_MIN, PAPER_QP_I_MAX)) for q in qps}))
@@ -260,7 +315,7 @@ def curves_for(tables: Iterable[str], cfg: ExperimentConfig, domain: str) -> lis
     runs: list[RunSpec] = []
     if tables & {"table1", "table4", "fig2"}:
         runs.append(RunSpec("a2c", 1, cfg.iterations))
-    if domain == "target":
+    if domain == "target":  # "target-main": a test volume beyond cfg.ablation_cases (main curves only)
         runs += [r for r in needed_runs(tables & {"table2", "table3", "fig2"}, cfg)]
     for r in dict.fromkeys(runs):
         curves.append(Curve(f"dmic:{r.name}", "dmic", lams, str(checkpoint_path(cfg, r)), r))
@@ -358,32 +413,40 @@ def evaluate(tables: Sequence[str], cfg: ExperimentConfig, log: Log = print) -> 
     train_runs(cfg, needed_runs(tables, cfg), log)
     frames = []
     for case in test_cases(cfg, log):
-        frames.append(evaluate_case(case, curves_for(tables, cfg, case.domain), cfg, log))
+        frame = evaluate_case(case, curves_for(tables, cfg, case.domain), cfg, log)
+        frames.append(frame.assign(domain="target") if case.domain == "target-main" else frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 # --- pooling and BD ------------------------------------------------------------------------------------
 
 def pooled_curves(points: pd.DataFrame) -> pd.DataFrame:
-    """Mean bpp / mIoU / PSNR over the cases at each (curve, setting) present in every case."""
-    n_cases = points.case.nunique()
-    g = points.groupby(["curve", "setting"])
-    pooled = g.agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"),
-                   dice=("dice", "mean"), bits=("bits", "mean"), cases=("case", "nunique")).reset_index()
-    pooled = pooled[pooled.cases == n_cases].copy()
-    pooled["method"] = pooled["curve"]
-    return pooled
+    """Mean bpp / mIoU / PSNR per (curve, setting) over the test volumes that curve was evaluated
+    on (settings missing on one of them are dropped); ``cases`` says how many."""
+    frames = []
+    for curve, grp in points.groupby("curve", sort=False):
+        n = grp.case.nunique()
+        g = grp.groupby("setting").agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"),
+                                       dice=("dice", "mean"), bits=("bits", "mean"),
+                                       cases=("case", "nunique")).reset_index()
+        g = g[g.cases == n]
+        frames.append(g.assign(curve=curve, method=curve))
+    cols = ["curve", "setting", "bpp", "miou", "psnr_hu", "dice", "bits", "cases", "method"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
 def bd_rows(points: pd.DataFrame, curves: Sequence[str]) -> pd.DataFrame:
     """BD-rate / BD-mIoU of ``curves`` against ``hevc``: pooled curve, and per-case mean."""
     from dmic_core.sweep import bd_table
 
-    pooled = pooled_curves(points)
-    table = bd_table(pooled[pooled.curve.isin(["hevc", *curves])])
     out = []
     for name in curves:
         row: dict[str, Any] = {"curve": name}
+        # pool over the test volumes this curve was evaluated on (the anchor on the same volumes)
+        on = points[points.curve == name].case.unique()
+        sub = points[points.case.isin(on) & points.curve.isin(["hevc", name])]
+        pooled = pooled_curves(sub) if len(sub) else sub
+        table = bd_table(pooled) if len(pooled) else pd.DataFrame()
         hit = table[table.method == name] if not table.empty else table
         if len(hit):
             h = hit.iloc[0]
@@ -405,7 +468,7 @@ def bd_rows(points: pd.DataFrame, curves: Sequence[str]) -> pd.DataFrame:
                 reasons.append(f"{case}: {t.iloc[0].reason}")
         row["bd_rate_pct_case_mean"] = float(np.mean(per_case)) if per_case else float("nan")
         row["cases_with_bd"] = len(per_case)
-        row["cases"] = int(points.case.nunique())
+        row["cases"] = int(len(on))
         if not np.isfinite(row["bd_rate_pct"]) and not row["reason"]:
             row["reason"] = "; ".join(reasons) or "BD undefined"
         out.append(row)

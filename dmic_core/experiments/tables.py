@@ -105,6 +105,13 @@ def _header(title: str, cfg: ExperimentConfig, points: pd.DataFrame, command: st
     return "\n".join(lines) + "\n"
 
 
+def _ablation_note(cfg: ExperimentConfig) -> str:
+    n = cfg.test_cases if cfg.ablation_cases is None else min(cfg.ablation_cases, cfg.test_cases)
+    return (f"Evaluated on the first {n} of the {cfg.test_cases} test volumes (column `cases_with_bd`); "
+            "the anchor is pooled over the same volumes." if n < cfg.test_cases else
+            f"Evaluated on all {cfg.test_cases} test volumes.")
+
+
 def _domain_points(points: pd.DataFrame, domain: str) -> pd.DataFrame:
     return points[points.domain == domain]
 
@@ -149,7 +156,7 @@ def table2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
     rows = []
     for strategy, label in (("full", "Tune Full Model"), ("a2c", "Tune A2C")):
         for k in sorted(cfg.shots, reverse=True):
-            run = RunSpec(strategy, k, cfg.iterations)
+            run = RunSpec(strategy, k, cfg.variant_iterations)
             bd = bd_rows(pts, [_curve_name(run)]).iloc[0]
             trainable, total = parameter_counts(checkpoint_path(cfg, run))
             rows.append({"scheme": label, "shots": k, "params": trainable, "params_total": total,
@@ -159,9 +166,11 @@ def table2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
                          "reason": bd.reason})
     frame = pd.DataFrame(rows)
     header = _header("Table II: data efficiency (shots x tuned part)", cfg, points, command,
-                     [f"{cfg.iterations} iterations, batch size K, LR 1e-3 frame / 1e-4 CTU agent.",
+                     [f"{cfg.variant_iterations} iterations"
+                      + (" (reduced from the paper's 1000 to fit the compute budget)" if cfg.variant_iterations < 1000
+                         else "") + ", batch size K, LR 1e-3 frame / 1e-4 CTU agent.",
                       "params = trainable parameters of both agents together (frame + CTU); the paper counts "
-                      "one agent (28,784 A2C / 1,058,992 full)."])
+                      "one agent (28,784 A2C / 1,058,992 full).", _ablation_note(cfg)])
     fig = _table_figure(frame.assign(run=frame.scheme + " K=" + frame.shots.astype(str)), "Table II",
                         ("run", "bd_rate_pct"))
     write_outputs(out_dir, "table2", frame, header, fig,
@@ -195,7 +204,7 @@ def table3(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
     frame = pd.DataFrame(rows)
     notes = [f"1 shot, {cfg.variant_iterations} iterations each"
              + (" (reduced from the paper's 1000 to fit the compute budget)" if cfg.variant_iterations < 1000 else "")
-             + ".", "params = trainable parameters of both agents together."]
+             + ".", "params = trainable parameters of both agents together.", _ablation_note(cfg)]
     header = _header("Table III: tuning strategies at 1 shot", cfg, points, command, notes)
     fig = _table_figure(frame, "Table III", ("scheme", "bd_rate_pct"))
     write_outputs(out_dir, "table3", frame, header, fig,
@@ -248,7 +257,7 @@ def fig2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: st
     main = _curve_name(RunSpec("a2c", 1, cfg.iterations))
     panels = {
         "a": ("(a) hand-crafted maps vs DMIC", ["hevc", *HANDCRAFTED, "pretrained", main]),
-        "b": ("(b) shots", ["hevc", *[_curve_name(RunSpec(s, k, cfg.iterations)) for s in ("a2c", "full")
+        "b": ("(b) shots", ["hevc", *[_curve_name(RunSpec(s, k, cfg.variant_iterations)) for s in ("a2c", "full")
                                      for k in cfg.shots]]),
         "c": ("(c) tuning strategies, 1 shot", ["hevc", *[variant_curve(cfg, s)[0] for s in VARIANTS]]),
     }
@@ -258,8 +267,12 @@ def fig2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: st
     all_rows = []
     bd_all = []
     for i, domain in enumerate(domains, start=1):
-        pooled = pooled_curves(_domain_points(points, domain))
+        dpts = _domain_points(points, domain)
         for j, (key, (title, curves)) in enumerate(panels.items(), start=1):
+            # each panel on the test volumes where all of its curves were evaluated
+            have = [set(dpts[dpts.curve == c].case) for c in curves if c in set(dpts.curve)]
+            common = set.intersection(*have) if have else set()
+            pooled = pooled_curves(dpts[dpts.case.isin(common)])
             present = [c for c in curves if c in set(pooled.curve)]
             for c in dict.fromkeys(present):
                 g = pooled[pooled.curve == c].sort_values("bpp")
@@ -272,7 +285,7 @@ def fig2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: st
                 all_rows.append(g.assign(panel=key, domain=domain))
             fig.update_xaxes(type="log", title_text="bits per voxel", row=i, col=j)
             fig.update_yaxes(title_text="mIoU", row=i, col=j)
-            bd = bd_rows(_domain_points(points, domain), [c for c in dict.fromkeys(present) if c != "hevc"])
+            bd = bd_rows(dpts[dpts.case.isin(common)], [c for c in dict.fromkeys(present) if c != "hevc"])
             bd_all.append(bd.assign(panel=key, domain=domain))
     fig.update_layout(title="Fig. 2: rate vs mIoU (pooled over test volumes)", template="plotly_white",
                       height=430 * len(domains), legend=dict(orientation="h", y=-0.12))

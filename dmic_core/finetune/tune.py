@@ -75,7 +75,7 @@ class FinetuneConfig:
     lr_ctu: float = 1e-4
     entropy_frame: float = 0.01
     entropy_ctu: float = 0.01
-    ctu_grad_samples: int = 512
+    ctu_grad_samples: int = 256
     clip_frames: int = 9
     clips_per_volume: int = 2
     slab: int = SLAB_FRAMES
