@@ -146,7 +146,7 @@ def codec_probe() -> dict[str, str | None]:
 @st.cache_resource(show_spinner=False)
 def segmenter_probe() -> dict[str, str | None]:
     """Which segmenters can run: the built-in model needs its shipped weights."""
-    out: dict[str, str | None] = {"gt": None}
+    out: dict[str, str | None] = {}  # the model first: it is what a clinician's accuracy means
     try:
         from dmic_core.segmentation.builtin import default_weights_path
 
@@ -154,6 +154,7 @@ def segmenter_probe() -> dict[str, str | None]:
         out["builtin"] = None
     except Exception as exc:  # noqa: BLE001 - any reason makes it unavailable
         out["builtin"] = " ".join(str(exc).split())[:160]
+    out["gt"] = None
     return out
 
 

@@ -44,9 +44,9 @@ def settings(current: dict) -> None:
         lambdas = c4.multiselect("DMIC λ (rate-accuracy trade-off)", LAMBDA_CHOICES, default=[1.0, 10.0],
                                  key=K + "lambdas")
         c5, c6 = st.columns(2)
-        bit_depth = c5.selectbox("Bit depth", [10, 12, 8], key=K + "bit_depth",
-                                 help="10 bits over HU −1024..3072 is 4 HU per level (the paper's paper-QP scale); "
-                                      "8 bits codes the 1024-HU CCTA window only")
+        bit_depth = c5.selectbox("Bit depth", [12, 10, 8], key=K + "bit_depth",
+                                 help="12 and 10 bits code HU −1024..3071 whole; 8 bits codes the 1024-HU CCTA "
+                                      "window only. A paper QP means the same HU step at every depth")
         seg_names = [s for s, r in segs.items() if r is None and (s != "gt" or current.get("label"))]
         if not seg_names:
             st.warning("No segmenter can score this volume: the built-in model is missing and there is no label.")
