@@ -147,6 +147,11 @@ def render_slice(hu: np.ndarray, plane: str, index: int, window: Window, *,
         m = take_slice(mask, plane, index) > 0
         rgb[m] = rgb[m] * (1 - mask_alpha) + MASK_RGB * mask_alpha
     out = np.clip(rgb, 0, 255).astype(np.uint8)
+    return _display_aspect(out, plane, spacing)
+
+
+def _display_aspect(out: np.ndarray, plane: str, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Repeat rows of a coronal/sagittal slice so its pixels show at the true mm aspect."""
     if plane != "axial":
         col_mm = spacing[2] if plane == "coronal" else spacing[1]
         rows = _row_index(out.shape[0], spacing[0], col_mm)
@@ -160,12 +165,7 @@ def difference_rgb(a: np.ndarray, b: np.ndarray, plane: str, index: int, *, limi
     """Decoded minus original (HU) of one slice on a blue-white-red scale of +-``limit_hu``."""
     diff = take_slice(b, plane, index).astype(np.float32) - take_slice(a, plane, index).astype(np.float32)
     out = diverging_rgb(diff, limit_hu).astype(np.uint8)
-    if plane != "axial":
-        col_mm = spacing[2] if plane == "coronal" else spacing[1]
-        rows = _row_index(out.shape[0], spacing[0], col_mm)
-        if rows is not None:
-            out = out[rows]
-    return out
+    return _display_aspect(out, plane, spacing)
 
 
 def volume_facts(hu: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, Any]:
