@@ -10,11 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume, readers
+from dicom_helpers import dicom_slice
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CT = DATA / "cta-aorta-crop" / "ct.nii.gz"
@@ -30,25 +29,6 @@ def refused(path: Path, match: str, loader=load_volume, *args) -> DmicInputError
     assert "\n" not in text
     assert match in text, text
     return info.value
-
-
-def dicom_slice(path: Path, z: float, rows: int = 8, cols: int = 8, series: str = "1.2.3") -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, "1.2"
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1.0, 0, 0, 0, 1.0, 0]
-    ds.PixelSpacing, ds.Rows, ds.Columns = [0.5, 0.5], rows, cols
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-    ds.PixelData = np.full((rows, cols), 40, dtype=np.int16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 # --- not an image at all ----------------------------------------------------------------------

@@ -24,14 +24,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from dmic_core.cli import main as dmic_main
 from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume
 from dmic_core.io.readers import MAX_ZIP_UNCOMPRESSED_BYTES
+from dicom_helpers import dicom_slice
 
 AFFINE = np.diag([-0.7, -0.7, 1.0, 1.0])
 
@@ -42,23 +41,8 @@ def _nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
 
 
 def _dicom_slice(z: float) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", "1.2.3", "1.2"
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1.0, 0, 0, 0, 1.0, 0]
-    ds.PixelSpacing, ds.Rows, ds.Columns = [0.5, 0.5], 8, 8
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = np.full((8, 8), 40, dtype=np.int16).tobytes()
-    with tempfile.NamedTemporaryFile(suffix=".dcm") as fh:
-        ds.save_as(fh.name, enforce_file_format=True)
-        return Path(fh.name).read_bytes()
+    with tempfile.TemporaryDirectory() as folder:
+        return dicom_slice(Path(folder) / "slice.dcm", z, intercept=-1024).read_bytes()
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
