@@ -1,0 +1,298 @@
+"""Issue 4 sweep report: every method on held-out phantoms and the real CT, BD against constant-QP HEVC.
+
+    python bench/sweep_report.py [--volumes phantom-7001,phantom-7002,phantom-7003,ct]
+        [--paper-agents assets/agents_dmic.pt] [--extended-agents assets/agents_extended.pt]
+        [--out docs/results/sweeps] [--work work_dirs/sweeps] [--workers 2] [--report-only]
+
+Every point is a real encode (x265, the task coding: 12-bit full range, default preset), a real
+decode and a real segmentation (the builtin U-Net): never the surrogate. Methods: ``hevc``
+(constant-QP anchor), the five hand-crafted maps, ``ratecontrol`` (x265 ABR at the anchor's
+rates), ``dmic`` (paper action space) and ``dmic-extended`` (the extended space's agents; the same
+``dmic`` decider with another checkpoint). Points are appended to ``WORK/<volume>/points.jsonl``
+as they finish, so re-running resumes; ``--report-only`` only rebuilds the tables.
+
+Writes ``OUT/<volume>/{points.csv,bd.json,curves.html}``, ``OUT/summary.json`` (BD per method per
+volume and the mean over volumes), ``OUT/summary.html`` (plotly) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dmic_core import sweep as sw  # noqa: E402
+from dmic_core.pipeline import TASK_CODING  # noqa: E402
+
+REAL_CT = ROOT.parent / "shared" / "data" / "cta-aorta-crop" / "ct.nii.gz"
+#: Held-out phantom seeds: disjoint from the segmenter's (1000-3009), the agents' source domain
+#: (5001-5012, 5900-5901) and the fine-tuning data of issue 5 (9100+).
+PHANTOM_SEEDS = (7001, 7002, 7003)
+REAL_CT_SLICES = (60, 93)
+SLAB = 33
+BASE_METHODS = ("hevc", "linear", "exp", "square", "log", "sqrt", "ratecontrol", "dmic", "dmic-extended",
+                "twolevel-ext")
+#: Extended-space reference rule (not learned): offset 0 on every foreground CTU, the extended
+#: space's largest background offset elsewhere, QP_I = the setting (its GOP-8 P-frame rule).
+TWOLEVEL_EXT_BG = 20
+
+
+def _decide_twolevel_ext(case, setting, setup, **_):
+    from dmic_core.agents.spaces import EXTENDED
+    from dmic_core.codecs.qp import dmic_frame_qps
+    from dmic_core.maps import mask_ctu_dqp
+
+    start = time.perf_counter()
+    qp_i = int(np.clip(int(setting), EXTENDED.qp_i[0], EXTENDED.qp_i[-1]))
+    dqp = mask_ctu_dqp(case.reference.roi, 0, TWOLEVEL_EXT_BG)
+    return sw.Decision(dmic_frame_qps(qp_i, case.volume.n_frames), dqp, seconds=time.perf_counter() - start)
+
+
+sw.DECIDERS["twolevel-ext"] = _decide_twolevel_ext
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def phantom_volume(seed: int, data_dir: Path) -> dict[str, Any]:
+    """The phantom's files (generated once) and a 33-slice slab centred on its coronary label."""
+    from dmic_core.io import load_label, load_volume
+
+    image, label = data_dir / f"phantom-{seed}.img.nii.gz", data_dir / f"phantom-{seed}.label.nii.gz"
+    if not (image.is_file() and label.is_file()):
+        from dmic_core.cli import main as cli
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        assert cli(["phantom", "--seed", str(seed), "--out", str(data_dir)]) == 0
+    vol = load_volume(image)
+    per = (load_label(label, like=vol) > 0).sum(axis=(1, 2))
+    mid = int(np.searchsorted(np.cumsum(per) / per.sum(), 0.5))
+    start = max(0, min(mid - SLAB // 2, vol.n_frames - SLAB))
+    return {"name": f"phantom-{seed}", "image": str(image), "label": str(label), "slices": (start, start + SLAB),
+            "reference": "label"}
+
+
+def volumes(names: list[str], work: Path) -> list[dict[str, Any]]:
+    out = []
+    for name in names:
+        if name == "ct":
+            out.append({"name": "ct-aorta-crop", "image": str(REAL_CT), "label": None, "slices": REAL_CT_SLICES,
+                        "reference": "segmentation of the original"})
+        elif name.startswith("phantom-"):
+            out.append(phantom_volume(int(name.split("-")[1]), work / "data"))
+        else:
+            raise ValueError(f"unknown volume {name!r} (phantom-SEED or ct)")
+    return out
+
+
+def _point(spec: sw.PointSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Run one point in a worker (the case is loaded once per worker by sweep's initializer)."""
+    from dmic_core.maps import foreground_ctus
+
+    case = sw._WORKER_CASE
+    assert case is not None
+    result = sw.run_point(case, spec, setup=TASK_CODING, **options)
+    row = {**result.row(), "method": name}
+    if result.qp_map is not None and result.paper_frame_qps is not None:
+        fg = foreground_ctus(case.reference.roi)
+        off = result.qp_map - np.asarray(result.paper_frame_qps)[:, None, None]
+        row.update({"qp_i": int(result.paper_frame_qps[0]),
+                    "mean_fg_offset": float(off[fg].mean()) if fg.any() else None,
+                    "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None,
+                    "fg_ctu_fraction": float(fg.mean())})
+    return row
+
+
+def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambdas: list[float],
+               agents: dict[str, str], work: Path, workers: int) -> pd.DataFrame:
+    """All points of one volume (resuming from ``points.jsonl``)."""
+    path = work / vol["name"] / "points.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    done = {(r["method"], float(r["setting"])) for r in rows}
+    todo: list[tuple[str, sw.PointSpec]] = []
+    for method in methods:
+        base = "dmic" if method.startswith("dmic") else method
+        for spec in sw.default_specs([base], qps, lambdas):
+            if (method, spec.setting) not in done:
+                todo.append((method, spec))
+    todo.sort(key=lambda t: t[0] != "hevc")  # anchors first: rate control targets their rates
+    if todo:
+        print(f"[{vol['name']}] {len(todo)} points to run ({len(rows)} done)", file=sys.stderr, flush=True)
+        args = (vol["image"], vol["label"], "builtin", tuple(vol["slices"]))
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=workers, initializer=sw._init_worker, initargs=args) as pool, \
+                path.open("a") as log:
+            for phase in (True, False):
+                anchor_bits = {float(r["setting"]): r["bits"] for r in rows if r["method"] == "hevc"}
+                futures = {}
+                for method, spec in todo:
+                    if (method == "hevc") != phase:
+                        continue
+                    options: dict[str, Any] = {}
+                    if method in agents:
+                        options["agents"] = agents[method]
+                    if method == "ratecontrol" and spec.setting in anchor_bits:
+                        options["anchor_bits"] = anchor_bits[spec.setting]
+                    futures[pool.submit(_point, spec, method, options)] = method
+                for future in as_completed(futures):
+                    row = future.result()
+                    rows.append(row)
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    print(f"[{vol['name']}] {len(rows)}: {row['method']}@{row['setting']:g} "
+                          f"{row['bpp']:.4f} bpp mIoU {row['miou']:.4f} PSNR {row['psnr_hu']:.2f} "
+                          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    frame = pd.DataFrame(rows)
+    frame = frame[frame.method.isin(methods)]
+    return frame.sort_values(["method", "bpp"]).reset_index(drop=True)
+
+
+def summarise(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Per method: BD per volume and the mean over the volumes where it is defined."""
+    per: dict[str, dict[str, Any]] = {}
+    for vol, table in tables.items():
+        for rec in table.to_dict(orient="records"):
+            entry = per.setdefault(rec["method"], {"volumes": {}})
+            entry["volumes"][vol] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                                     for k, v in rec.items() if k != "method"}
+    for method, entry in per.items():
+        for key in ("bd_rate_pct", "bd_miou_pp", "bd_rate_psnr_pct", "bd_psnr_db"):
+            vals = [v[key] for v in entry["volumes"].values() if v.get(key) is not None]
+            entry[f"mean_{key}"] = float(np.mean(vals)) if vals else None
+            entry[f"n_{key}"] = len(vals)
+            # phantoms only (held-out seeds with labels): the same volumes for every method
+            vals = [v[key] for n, v in entry["volumes"].items() if n.startswith("phantom") and v.get(key) is not None]
+            entry[f"phantom_mean_{key}"] = float(np.mean(vals)) if vals else None
+            entry[f"phantom_n_{key}"] = len(vals)
+    return per
+
+
+def _fmt(v: Any, spec: str = "+.1f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
+
+
+def print_table(summary: dict[str, Any], vols: list[str]) -> str:
+    head = "| method | " + " | ".join(vols) + " | mean (phantoms) | mean (all with a value) |"
+    lines = [head, "|" + "---|" * (len(vols) + 3)]
+    for method in [m for m in BASE_METHODS if m in summary]:
+        entry = summary[method]
+        cells = []
+        for v in vols:
+            r = entry["volumes"].get(v)
+            if r is None:
+                cells.append("-")
+            else:
+                cells.append(f"{_fmt(r.get('bd_rate_pct'))}% / {_fmt(r.get('bd_miou_pp'), '+.2f')} pp / "
+                             f"{_fmt(r.get('bd_rate_psnr_pct'))}% / {_fmt(r.get('bd_psnr_db'), '+.2f')} dB")
+        for pre in ("phantom_mean_", "mean_"):
+            cells.append(f"{_fmt(entry[pre + 'bd_rate_pct'])}% / {_fmt(entry[pre + 'bd_miou_pp'], '+.2f')} pp / "
+                         f"{_fmt(entry[pre + 'bd_rate_psnr_pct'])}% / {_fmt(entry[pre + 'bd_psnr_db'], '+.2f')} dB")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print("BD vs constant-QP HEVC: BD-rate(mIoU) / BD-mIoU / BD-rate(PSNR) / BD-PSNR")
+    print(text)
+    return text
+
+
+def summary_figure(summary: dict[str, Any], vols: list[str], path: Path, plotlyjs: str = "cdn") -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["BD-rate on mIoU (%)", "BD-mIoU (pp)"])
+    methods = [m for m in BASE_METHODS if m in summary]
+    for v in vols + ["mean (phantoms)"]:
+        for col, key in ((1, "bd_rate_pct"), (2, "bd_miou_pp")):
+            ys = [(summary[m][f"phantom_mean_{key}"] if v.startswith("mean") else summary[m]["volumes"].get(v, {}).get(key))
+                  for m in methods]
+            fig.add_trace(go.Bar(x=methods, y=ys, name=v, legendgroup=v, showlegend=col == 1), row=1, col=col)
+    fig.add_hline(y=-47.6, line_dash="dash", annotation_text="paper -47.6%", row=1, col=1)
+    fig.add_hline(y=-60, line_dash="dot", annotation_text="goal -60%", row=1, col=1)
+    fig.update_layout(barmode="group", template="plotly_white", height=480,
+                      title="BD against constant-QP HEVC (real encodes)")
+    fig.write_html(str(path), include_plotlyjs="cdn" if plotlyjs == "cdn" else True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--volumes", default=",".join([f"phantom-{s}" for s in PHANTOM_SEEDS] + ["ct"]))
+    p.add_argument("--methods", default=",".join(BASE_METHODS))
+    p.add_argument("--qps", default=",".join(str(q) for q in sw.DEFAULT_QPS))
+    p.add_argument("--lambdas", default="0,1,3,10,30,100")
+    p.add_argument("--paper-agents", default=None,
+                   help="paper-space checkpoint (default: assets/agents_dmic.pt, else agents_pretrained.pt)")
+    p.add_argument("--extended-agents", default=str(ROOT / "assets" / "agents_extended.pt"))
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "sweeps")
+    p.add_argument("--work", type=Path, default=ROOT / "work_dirs" / "sweeps")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--plotlyjs", default="cdn", choices=["cdn", "inline"],
+                   help="plotly.js in the HTML figures: a CDN link (default) or inlined (offline viewing)")
+    p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
+    args = p.parse_args(argv)
+
+    methods = [m for m in args.methods.split(",") if m]
+    qps = [float(v) for v in args.qps.split(",")]
+    lambdas = [float(v) for v in args.lambdas.split(",")]
+    paper = args.paper_agents
+    if paper is None:
+        names = [n for n in sw.DEFAULT_AGENT_ASSETS if (ROOT / "assets" / n).is_file()]
+        paper = str(ROOT / "assets" / names[0])
+    agents = {"dmic": paper, "dmic-extended": args.extended_agents}
+    if "dmic-extended" in methods and not Path(args.extended_agents).is_file():
+        print(f"no extended agents at {args.extended_agents}: dmic-extended left out", file=sys.stderr)
+        methods.remove("dmic-extended")
+    vols = volumes([v for v in args.volumes.split(",") if v], args.work)
+    seg_path = ROOT / "assets" / "segmenter_unet.pt"
+    meta_common = {"coding": {"codec": TASK_CODING.codec, "bit_depth": TASK_CODING.bit_depth,
+                              "preset": TASK_CODING.preset or "x265 default"},
+                   "segmenter": {"name": "builtin", "sha256_16": _sha(seg_path) if seg_path.is_file() else None},
+                   "agents": {k: {"path": os.path.relpath(v, ROOT), "sha256_16": _sha(Path(v))}
+                              for k, v in agents.items() if Path(v).is_file()},
+                   "qps": qps, "lambdas": lambdas}
+    tables: dict[str, pd.DataFrame] = {}
+    for vol in vols:
+        if args.report_only:
+            path = args.work / vol["name"] / "points.jsonl"
+            if not path.is_file():
+                continue
+            points = pd.DataFrame([json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+            points = points[points.method.isin(methods)].sort_values(["method", "bpp"]).reset_index(drop=True)
+        else:
+            points = run_volume(vol, methods, qps, lambdas, agents, args.work, args.workers)
+        meta = {**meta_common, "volume": vol["name"], "input": os.path.relpath(vol["image"], ROOT),
+                "label": None if vol["label"] is None else os.path.relpath(vol["label"], ROOT),
+                "slices": list(vol["slices"]), "reference": vol["reference"]}
+        paths = sw.write_sweep(args.out / vol["name"], points, meta)
+        if args.plotlyjs == "cdn":  # committed reports: 10 kB instead of 4.8 MB of inlined plotly.js
+            from dmic_core.plotting import rate_curves_figure
+
+            rate_curves_figure(points, title=f"Rate vs accuracy: {vol['name']} (real encodes)").write_html(
+                str(paths["figure"]), include_plotlyjs="cdn")
+        tables[vol["name"]] = sw.bd_table(points)
+    summary = summarise(tables)
+    names = list(tables)
+    text = print_table(summary, names)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps({"meta": meta_common, "volumes": names,
+                                                       "methods": summary, "table_md": text}, indent=2) + "\n")
+    summary_figure(summary, names, args.out / "summary.html", args.plotlyjs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
