@@ -435,6 +435,28 @@ def pooled_curves(points: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+def rate_diff_equal_quality(anchor: pd.DataFrame, test: pd.DataFrame) -> tuple[float, int]:
+    """Mean rate difference (%) of the test curve's points against the anchor at *equal mIoU*.
+
+    For every point of the test curve's upper envelope whose mIoU lies inside the anchor's
+    envelope range: ``100 (bpp / bpp_anchor(mIoU) - 1)``, ``log bpp_anchor`` interpolated linearly in
+    mIoU between the anchor's points. This is BD-rate's integrand sampled at the test points; unlike
+    BD it is defined for curves with fewer than four distinct points (agents whose decisions
+    collapse onto a few QPs). Returns (value, points used); NaN when no point is in range.
+    """
+    from dmic_core.metrics.bd import upper_envelope
+
+    ar, aq = upper_envelope(anchor.bpp.values, anchor.miou.values)
+    tr, tq = upper_envelope(test.bpp.values, test.miou.values)
+    if len(ar) < 2 or not len(tr):
+        return float("nan"), 0
+    inside = (tq >= aq.min()) & (tq <= aq.max())
+    if not inside.any():
+        return float("nan"), 0
+    log_ref = np.interp(tq[inside], aq, np.log(ar))
+    return float(np.mean(100.0 * (tr[inside] / np.exp(log_ref) - 1.0))), int(inside.sum())
+
+
 def bd_rows(points: pd.DataFrame, curves: Sequence[str]) -> pd.DataFrame:
     """BD-rate / BD-mIoU of ``curves`` against ``hevc``: pooled curve, and per-case mean."""
     from dmic_core.sweep import bd_table
@@ -455,6 +477,12 @@ def bd_rows(points: pd.DataFrame, curves: Sequence[str]) -> pd.DataFrame:
         else:
             row.update(bd_rate_pct=float("nan"), bd_miou_pp=float("nan"), bd_rate_psnr_pct=float("nan"),
                        reason="no points for this curve")
+        if len(pooled):
+            row["dr_eq_miou_pct"], row["dr_points"] = rate_diff_equal_quality(
+                pooled[pooled.curve == "hevc"], pooled[pooled.curve == name])
+        else:
+            row["dr_eq_miou_pct"], row["dr_points"] = float("nan"), 0
+        row["distinct_points"] = int(len(pooled[pooled.curve == name].drop_duplicates(["bpp", "miou"]))) if len(pooled) else 0
         per_case = []
         reasons = []
         for case, grp in points.groupby("case"):

@@ -101,6 +101,9 @@ def _header(title: str, cfg: ExperimentConfig, points: pd.DataFrame, command: st
     lines.append(f"Rate points: constant-QP / rate-control / hand-crafted QPs {list(cfg.qps)}; "
                  f"DMIC lambdas {list(cfg.lambdas)}. BD on the pooled curve (mean bpp, mean mIoU over the "
                  "test volumes per setting) after the upper envelope; anchor: constant-QP HEVC (x265, GOP-8 LDP QPs).")
+    lines.append("`dr_eq_miou_pct`: mean rate difference against the anchor at equal mIoU over the curve's envelope "
+                 "points inside the anchor's mIoU range (`dr_points` of them); defined where BD (4+ distinct points) "
+                 "is not. `distinct_points`: distinct (bpp, mIoU) points of the pooled curve.")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -133,7 +136,8 @@ def table1(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
             label = {"ratecontrol": "HEVC w/ rate control", "a2c": f"DMIC (tune A2C, 1-shot, {cfg.iterations} it)",
                      "pretrained": "Pretrained (source domain)"}[key]
             rows.append({"domain": domain, "method": label, "curve": r.curve, "bd_rate_pct": r.bd_rate_pct,
-                         "bd_miou_pp": r.bd_miou_pp, "bd_rate_pct_case_mean": r.bd_rate_pct_case_mean,
+                         "bd_miou_pp": r.bd_miou_pp, "dr_eq_miou_pct": r.dr_eq_miou_pct, "dr_points": r.dr_points,
+                         "distinct_points": r.distinct_points, "bd_rate_pct_case_mean": r.bd_rate_pct_case_mean,
                          "cases_with_bd": f"{r.cases_with_bd}/{r.cases}",
                          "paper_bd_rate_pct": PAPER_TABLE1[key][0], "paper_bd_miou_pp": PAPER_TABLE1[key][1],
                          "reason": r.reason})
@@ -144,8 +148,8 @@ def table1(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
                       "BD-mIoU in mIoU percentage points (the paper's +0.089% is read as percentage points)."])
     fig = _table_figure(frame, "Table I", ("method", "bd_rate_pct") if len(frame) else None)
     write_outputs(out_dir, "table1", frame, header, fig,
-                  {"bd_rate_pct": 2, "bd_miou_pp": 3, "bd_rate_pct_case_mean": 2, "paper_bd_rate_pct": 3,
-                   "paper_bd_miou_pp": 3})
+                  {"bd_rate_pct": 2, "bd_miou_pp": 3, "dr_eq_miou_pct": 2, "dr_points": 0, "distinct_points": 0,
+                   "bd_rate_pct_case_mean": 2, "paper_bd_rate_pct": 3, "paper_bd_miou_pp": 3})
     return frame
 
 
@@ -161,7 +165,8 @@ def table2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
             trainable, total = parameter_counts(checkpoint_path(cfg, run))
             rows.append({"scheme": label, "shots": k, "params": trainable, "params_total": total,
                          "bd_rate_pct": bd.bd_rate_pct, "bd_miou_pp": bd.bd_miou_pp,
-                         "bd_rate_pct_case_mean": bd.bd_rate_pct_case_mean,
+                         "dr_eq_miou_pct": bd.dr_eq_miou_pct, "dr_points": bd.dr_points,
+                         "distinct_points": bd.distinct_points, "bd_rate_pct_case_mean": bd.bd_rate_pct_case_mean,
                          "paper_bd_rate_pct": PAPER_TABLE2[(strategy, k)] if (strategy, k) in PAPER_TABLE2 else None,
                          "reason": bd.reason})
     frame = pd.DataFrame(rows)
@@ -174,8 +179,8 @@ def table2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
     fig = _table_figure(frame.assign(run=frame.scheme + " K=" + frame.shots.astype(str)), "Table II",
                         ("run", "bd_rate_pct"))
     write_outputs(out_dir, "table2", frame, header, fig,
-                  {"params": 0, "params_total": 0, "bd_rate_pct": 2, "bd_miou_pp": 3, "bd_rate_pct_case_mean": 2,
-                   "paper_bd_rate_pct": 3})
+                  {"params": 0, "params_total": 0, "bd_rate_pct": 2, "bd_miou_pp": 3, "dr_eq_miou_pct": 2,
+                   "dr_points": 0, "distinct_points": 0, "bd_rate_pct_case_mean": 2, "paper_bd_rate_pct": 3})
     return frame
 
 
@@ -199,7 +204,8 @@ def table3(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
                      "share_pct": 100.0 * trainable / total if total else 0.0,
                      "iterations": 0 if s == "pretrained" else cfg.variant_iterations,
                      "bd_rate_pct": bd.bd_rate_pct, "bd_miou_pp": bd.bd_miou_pp,
-                     "bd_rate_pct_case_mean": bd.bd_rate_pct_case_mean,
+                     "dr_eq_miou_pct": bd.dr_eq_miou_pct, "dr_points": bd.dr_points,
+                     "distinct_points": bd.distinct_points, "bd_rate_pct_case_mean": bd.bd_rate_pct_case_mean,
                      "paper_params": PAPER_TABLE3[s][0], "paper_bd_rate_pct": PAPER_TABLE3[s][1], "reason": bd.reason})
     frame = pd.DataFrame(rows)
     notes = [f"1 shot, {cfg.variant_iterations} iterations each"
@@ -209,7 +215,8 @@ def table3(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: 
     fig = _table_figure(frame, "Table III", ("scheme", "bd_rate_pct"))
     write_outputs(out_dir, "table3", frame, header, fig,
                   {"params": 0, "share_pct": 2, "iterations": 0, "bd_rate_pct": 2, "bd_miou_pp": 3,
-                   "bd_rate_pct_case_mean": 2, "paper_params": 0, "paper_bd_rate_pct": 3})
+                   "dr_eq_miou_pct": 2, "dr_points": 0, "distinct_points": 0, "bd_rate_pct_case_mean": 2,
+                   "paper_params": 0, "paper_bd_rate_pct": 3})
     return frame
 
 
@@ -293,11 +300,13 @@ def fig2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: st
     bd = pd.concat(bd_all, ignore_index=True) if bd_all else pd.DataFrame()
     out_dir.mkdir(parents=True, exist_ok=True)
     curves.to_csv(out_dir / "fig2_curves.csv", index=False)
-    cols = ["domain", "panel", "curve", "bd_rate_pct", "bd_miou_pp", "bd_rate_pct_case_mean", "cases_with_bd", "reason"]
+    cols = ["domain", "panel", "curve", "bd_rate_pct", "bd_miou_pp", "dr_eq_miou_pct", "dr_points", "distinct_points",
+            "bd_rate_pct_case_mean", "cases_with_bd", "reason"]
     bd = bd[[c for c in cols if c in bd.columns]] if len(bd) else bd
     header = _header("Fig. 2: hand-crafted maps vs DMIC; shots; strategies", cfg, points, command,
                      ["Curves: fig2.html (and fig2_curves.csv); below, each curve's BD against constant-QP HEVC."])
-    write_outputs(out_dir, "fig2", bd, header, fig, {"bd_rate_pct": 2, "bd_miou_pp": 3, "bd_rate_pct_case_mean": 2})
+    write_outputs(out_dir, "fig2", bd, header, fig, {"bd_rate_pct": 2, "bd_miou_pp": 3, "dr_eq_miou_pct": 2,
+                                                     "dr_points": 0, "distinct_points": 0, "bd_rate_pct_case_mean": 2})
     return bd
 
 
