@@ -45,7 +45,7 @@ PHANTOM_SEEDS = (7001, 7002, 7003)
 REAL_CT_SLICES = (60, 93)
 SLAB = 33
 BASE_METHODS = ("hevc", "linear", "exp", "square", "log", "sqrt", "ratecontrol", "dmic", "dmic-extended",
-                "twolevel-ext")
+                "twolevel-ext", "gop8")
 #: Extended-space reference rule (not learned): offset 0 on every foreground CTU, the extended
 #: space's largest background offset elsewhere, QP_I = the setting (its GOP-8 P-frame rule).
 TWOLEVEL_EXT_BG = 20
@@ -62,7 +62,16 @@ def _decide_twolevel_ext(case, setting, setup, **_):
     return sw.Decision(dmic_frame_qps(qp_i, case.volume.n_frames), dqp, seconds=time.perf_counter() - start)
 
 
+def _decide_gop8(case, setting, setup, **_):
+    """The agents' and maps' frame-level rule alone (QP_I and the GOP-8 P-frame rule, no CTU
+    offsets): separates the frame-level QP pattern's share of their gains from the CTU maps'."""
+    from dmic_core.codecs.qp import dmic_frame_qps
+
+    return sw.Decision(dmic_frame_qps(int(setting), case.volume.n_frames), None)
+
+
 sw.DECIDERS["twolevel-ext"] = _decide_twolevel_ext
+sw.DECIDERS["gop8"] = _decide_gop8
 
 
 def _sha(path: Path) -> str:
