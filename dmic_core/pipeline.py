@@ -14,7 +14,8 @@ import numpy as np
 
 from dmic_core.codecs import get_codec
 from dmic_core.codecs.base import EncodeResult
-from dmic_core.codecs.qp import absolute_qp_map, ctu_grid_shape, paper_to_coded_qp, qp_shift
+from dmic_core.codecs.qp import (CODEC_QP_MAX, CODEC_QP_MIN, absolute_qp_map, coded_to_paper_qp, ctu_grid_shape,
+                                 paper_to_coded_qp, qp_shift)
 from dmic_core.metrics.quality import hu_errors, psnr_hu, rate_stats
 from dmic_core.transforms.hu import SampleMapping, crop_frames, pad_frames
 from dmic_core.volume import Volume
@@ -123,7 +124,10 @@ def code_volume(volume: Volume, *, frame_qps: np.ndarray | None, ctu_dqp: np.nda
                                        bitrate_kbps=bitrate_kbps, progress=progress)
     coded = time.perf_counter()
     recon_hu = mapping.to_hu(crop_frames(result.recon, (h, w)))
-    qp_map = None if frame_qps is None else absolute_qp_map(frame_qps, ctu_dqp, h, w)
+    qp_map = None
+    if frame_qps is not None:  # in paper QPs, limited to what the codec could code (0..51 coded)
+        lo, hi = coded_to_paper_qp([CODEC_QP_MIN, CODEC_QP_MAX], setup.bit_depth, mapping.window_hu)
+        qp_map = np.clip(absolute_qp_map(frame_qps, ctu_dqp, h, w), int(np.ceil(lo)), int(np.floor(hi)))
     return CodedVolume(
         recon=volume.with_array(recon_hu.astype(np.int16)), encode=result, setup=setup,
         paper_frame_qps=frame_qps, coded_frame_qps=coded_qps, ctu_dqp=ctu_dqp, qp_map=qp_map,
