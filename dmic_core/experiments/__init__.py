@@ -32,7 +32,9 @@ def run_experiments(tables: Sequence[str], cfg: ExperimentConfig, command: str |
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     points.to_csv(out / "points.csv", index=False)
-    pooled_curves(points).to_csv(out / "pooled_curves.csv", index=False) if len(points) else None
+    if len(points):  # pooled per domain (phantom test volumes / real CT), never across them
+        pd.concat([pooled_curves(g).assign(domain=d) for d, g in points.groupby("domain")],
+                  ignore_index=True).to_csv(out / "pooled_curves.csv", index=False)
     results = {t: BUILDERS[t](points, cfg, out, command) for t in tables}
     meta = {"tables": list(tables), "config": asdict(cfg), "command": command,
             "runs": [r.name for r in needed_runs(tables, cfg)], "seconds": time.perf_counter() - t0}
