@@ -86,7 +86,7 @@ def write_outputs(out_dir: Path, name: str, frame: pd.DataFrame, md_header: str,
     frame.to_csv(paths["csv"], index=False)
     paths["md"].write_text(md_header.rstrip() + "\n\n" + _markdown(frame, formats) + "\n" + (
         "\n" + extra_md.rstrip() + "\n" if extra_md else ""))
-    fig.write_html(str(paths["html"]), include_plotlyjs=True)
+    fig.write_html(str(paths["html"]), include_plotlyjs="directory")  # one plotly.min.js beside them (offline)
     return {k: str(v) for k, v in paths.items()}
 
 
