@@ -18,10 +18,14 @@ def build_tasks(job_dir, current: dict, methods: list[str], qps: list[float], la
     """One task per (method, setting), via the sweep's own point list."""
     from dmic_core.sweep import default_specs
 
+    from dmic_core.finetune.background import active_checkpoint
+
     params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
+    agents = active_checkpoint(workspace())  # chosen on the Fine-tune page, else the shipped agents
     specs = default_specs(methods, qps, lambdas)
-    return [TaskSpec("point", current["image"], s.method, s.setting,
-                     str(job_dir / f"{s.method}_{s.setting:g}"), params) for s in specs]
+    return [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
+                     {**params, "options": {"agents": agents}} if agents and s.method == "dmic" else params)
+            for s in specs]
 
 
 def settings(current: dict) -> None:
