@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -252,7 +253,11 @@ def run_sweep(image: str | Path, label: str | Path | None, specs: Sequence[Point
     results: list[PointResult] = []
     anchor_bits: dict[float, int] = {}
     args = (str(image), None if label is None else str(label), segmenter, slices)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=args) as pool:
+    # spawn, not fork: forking a process that holds other libraries' threads (gRPC from Ray, OpenMP)
+    # can deadlock the child.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=args) as pool:
         for batch in (first, rest):
             futures = []
             for spec in batch:
