@@ -1,27 +1,41 @@
-"""Shipping check: the best ablation checkpoint (full, 1 shot, 500 it) on every test volume + the real CT."""
-import json, sys
-import pandas as pd
+"""Checkpoints outside the tables (the shipped agents, diagnostic runs) on every test volume + the real CT.
+
+    python docs/results/transfer/ship_check.py '<ExperimentConfig as JSON>' \
+        [NAME=CHECKPOINT ...]          # default: shipped=assets/agents_dmic.pt
+
+Uses the experiments' point store (``WORK/points``), so the anchor and the table curves are not
+encoded again; writes ``ship_points.csv`` beside this file and prints the BD rows per domain.
+"""
+import json
+import sys
 from pathlib import Path
-from dmic_core.experiments.core import (ExperimentConfig, Curve, RunSpec, checkpoint_path, evaluate_case, test_cases,
-                                        bd_rows, pretrained_path)
-def main():
-    args = json.loads(sys.argv[1])
-    cfg = ExperimentConfig(**args)
-    curves = lambda: [Curve("hevc", "hevc", tuple(cfg.qps)),
-                      Curve("pretrained", "dmic", tuple(cfg.lambdas), str(pretrained_path(cfg))),
-                      Curve("dmic:a2c-k1-it1000", "dmic", tuple(cfg.lambdas), str(checkpoint_path(cfg, RunSpec("a2c", 1, 1000)))),
-                      Curve("dmic:full-k1-it500", "dmic", tuple(cfg.lambdas), str(checkpoint_path(cfg, RunSpec("full", 1, 500))))]
+
+import pandas as pd
+
+from dmic_core.experiments.core import (Curve, ExperimentConfig, RunSpec, bd_rows, checkpoint_path, evaluate_case,
+                                        pretrained_path, test_cases)
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def main() -> None:
+    cfg = ExperimentConfig(**json.loads(sys.argv[1]))
+    extra = dict(a.split("=", 1) for a in sys.argv[2:]) or {"shipped": str(ROOT / "assets" / "agents_dmic.pt")}
+    main_run = RunSpec("a2c", 1, cfg.iterations)
+    curves = [Curve("hevc", "hevc", tuple(cfg.qps)),
+              Curve("pretrained", "dmic", tuple(cfg.lambdas), str(pretrained_path(cfg))),
+              Curve(f"dmic:{main_run.name}", "dmic", tuple(cfg.lambdas), str(checkpoint_path(cfg, main_run)))]
+    curves += [Curve(name, "dmic", tuple(cfg.lambdas), path) for name, path in extra.items()]
     frames = []
     for case in test_cases(cfg):
-        f = evaluate_case(case, curves(), cfg)
-        frames.append(f.assign(domain="real" if case.domain == "real" else "target"))
-    p = pd.concat(frames, ignore_index=True)
-    out = {}
-    for dom, g in p.groupby("domain"):
-        out[dom] = bd_rows(g, ["pretrained", "dmic:a2c-k1-it1000", "dmic:full-k1-it500"]).to_dict(orient="records")
-    p.to_csv(Path(__file__).with_name("ship_points.csv"), index=False)
+        frame = evaluate_case(case, curves, cfg)
+        frames.append(frame.assign(domain="real" if case.domain == "real" else "target"))
+    points = pd.concat(frames, ignore_index=True)
+    names = [c.name for c in curves[1:]]
+    out = {dom: bd_rows(g, names).to_dict(orient="records") for dom, g in points.groupby("domain")}
+    points.to_csv(Path(__file__).with_name("ship_points.csv"), index=False)
     print(json.dumps(out, indent=1, default=float))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()
