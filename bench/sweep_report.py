@@ -1,14 +1,16 @@
 """Issue 4 sweep report: every method on held-out phantoms and the real CT, BD against constant-QP HEVC.
 
     python bench/sweep_report.py [--volumes phantom-7001,phantom-7002,phantom-7003,ct]
-        [--paper-agents assets/agents_dmic.pt] [--extended-agents assets/agents_extended.pt]
+        [--paper-agents assets/agents_pretrained.pt] [--tuned-agents assets/agents_dmic.pt]
+        [--extended-agents assets/agents_extended.pt]
         [--out docs/results/sweeps] [--work work_dirs/sweeps] [--workers 2] [--report-only]
 
 Every point is a real encode (x265, the task coding: 12-bit full range, default preset), a real
 decode and a real segmentation (the builtin U-Net): never the surrogate. Methods: ``hevc``
 (constant-QP anchor), the five hand-crafted maps, ``ratecontrol`` (x265 ABR at the anchor's
-rates), ``dmic`` (paper action space) and ``dmic-extended`` (the extended space's agents; the same
-``dmic`` decider with another checkpoint). Points are appended to ``WORK/<volume>/points.jsonl``
+rates), ``dmic`` (paper action space, the source-domain pretrained agents), ``dmic-tuned`` (the
+shipped few-shot tuned agents of issue 5) and ``dmic-extended`` (the extended space's agents): the
+same ``dmic`` decider with three checkpoints. Points are appended to ``WORK/<volume>/points.jsonl``
 as they finish, so re-running resumes; ``--report-only`` only rebuilds the tables.
 
 Writes ``OUT/<volume>/{points.csv,bd.json,curves.html}``, ``OUT/summary.json`` (BD per method per
@@ -44,7 +46,7 @@ REAL_CT = ROOT.parent / "shared" / "data" / "cta-aorta-crop" / "ct.nii.gz"
 PHANTOM_SEEDS = (7001, 7002, 7003)
 REAL_CT_SLICES = (60, 93)
 SLAB = 33
-BASE_METHODS = ("hevc", "linear", "exp", "square", "log", "sqrt", "ratecontrol", "dmic", "dmic-extended",
+BASE_METHODS = ("hevc", "linear", "exp", "square", "log", "sqrt", "ratecontrol", "dmic", "dmic-tuned", "dmic-extended",
                 "twolevel-ext", "gop8")
 #: Extended-space reference rule (not learned): offset 0 on every foreground CTU, the extended
 #: space's largest background offset elsewhere, QP_I = the setting (its GOP-8 P-frame rule).
@@ -172,6 +174,19 @@ def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambda
     return frame.sort_values(["method", "bpp"]).reset_index(drop=True)
 
 
+def import_points(csv_path: Path, jsonl_path: Path) -> None:
+    """Seed a missing point log from a committed ``points.csv`` (NaN cells become null)."""
+    if jsonl_path.is_file() or not csv_path.is_file():
+        return
+    frame = pd.read_csv(csv_path)
+    jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+    with jsonl_path.open("w") as out:
+        for rec in frame.to_dict(orient="records"):
+            out.write(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                                  for k, v in rec.items()}) + "\n")
+    print(f"imported {len(frame)} points from {csv_path}", file=sys.stderr)
+
+
 def summarise(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Per method: BD per volume and the mean over the volumes where it is defined."""
     per: dict[str, dict[str, Any]] = {}
@@ -192,6 +207,11 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     return per
 
 
+def _ordered(summary: dict[str, Any]) -> list[str]:
+    """Methods in the report's order: the built-in ones, then any ``--extra-agents`` names."""
+    return [m for m in BASE_METHODS if m in summary] + sorted(m for m in summary if m not in BASE_METHODS)
+
+
 def _fmt(v: Any, spec: str = "+.1f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
@@ -199,7 +219,7 @@ def _fmt(v: Any, spec: str = "+.1f") -> str:
 def print_table(summary: dict[str, Any], vols: list[str]) -> str:
     head = "| method | " + " | ".join(vols) + " | mean (phantoms) | mean (all with a value) |"
     lines = [head, "|" + "---|" * (len(vols) + 3)]
-    for method in [m for m in BASE_METHODS if m in summary]:
+    for method in _ordered(summary):
         entry = summary[method]
         cells = []
         for v in vols:
@@ -224,7 +244,7 @@ def summary_figure(summary: dict[str, Any], vols: list[str], path: Path, plotlyj
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=["BD-rate on mIoU (%)", "BD-mIoU (pp)"])
-    methods = [m for m in BASE_METHODS if m in summary]
+    methods = _ordered(summary)
     for v in vols + ["mean (phantoms)"]:
         for col, key in ((1, "bd_rate_pct"), (2, "bd_miou_pp")):
             ys = [(summary[m][f"phantom_mean_{key}"] if v.startswith("mean") else summary[m]["volumes"].get(v, {}).get(key))
@@ -234,7 +254,7 @@ def summary_figure(summary: dict[str, Any], vols: list[str], path: Path, plotlyj
     fig.add_hline(y=-60, line_dash="dot", annotation_text="goal -60%", row=1, col=1)
     fig.update_layout(barmode="group", template="plotly_white", height=480,
                       title="BD against constant-QP HEVC (real encodes)")
-    fig.write_html(str(path), include_plotlyjs="cdn" if plotlyjs == "cdn" else True)
+    fig.write_html(str(path), include_plotlyjs={"local": "directory", "cdn": "cdn"}.get(plotlyjs, True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,28 +263,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(BASE_METHODS))
     p.add_argument("--qps", default=",".join(str(q) for q in sw.DEFAULT_QPS))
     p.add_argument("--lambdas", default="0,1,3,10,30,100")
-    p.add_argument("--paper-agents", default=None,
-                   help="paper-space checkpoint (default: assets/agents_dmic.pt, else agents_pretrained.pt)")
+    p.add_argument("--paper-agents", default=str(ROOT / "assets" / "agents_pretrained.pt"),
+                   help="paper-space checkpoint of the method dmic (source-domain pretraining)")
+    p.add_argument("--tuned-agents", default=str(ROOT / "assets" / "agents_dmic.pt"),
+                   help="paper-space checkpoint of the method dmic-tuned (few-shot tuned on the target task)")
     p.add_argument("--extended-agents", default=str(ROOT / "assets" / "agents_extended.pt"))
+    p.add_argument("--extra-agents", action="append", default=[], metavar="NAME=CHECKPOINT",
+                   help="one more agents curve (NAME must start with dmic-, and be listed in --methods); repeatable")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "sweeps")
     p.add_argument("--work", type=Path, default=ROOT / "work_dirs" / "sweeps")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--plotlyjs", default="cdn", choices=["cdn", "inline"],
-                   help="plotly.js in the HTML figures: a CDN link (default) or inlined (offline viewing)")
+    p.add_argument("--plotlyjs", default="local", choices=["local", "cdn", "inline"],
+                   help="plotly.js in the HTML figures: one local plotly.min.js in OUT (default, offline), "
+                        "a CDN link, or inlined in each file")
     p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
+    p.add_argument("--import-points", type=Path, default=None, metavar="DIR",
+                   help="seed a volume's missing WORK/<volume>/points.jsonl from DIR/<volume>/points.csv "
+                        "(e.g. the committed docs/results/sweeps on a fresh clone), so only new points run")
     args = p.parse_args(argv)
 
     methods = [m for m in args.methods.split(",") if m]
     qps = [float(v) for v in args.qps.split(",")]
     lambdas = [float(v) for v in args.lambdas.split(",")]
-    paper = args.paper_agents
-    if paper is None:
-        names = [n for n in sw.DEFAULT_AGENT_ASSETS if (ROOT / "assets" / n).is_file()]
-        paper = str(ROOT / "assets" / names[0])
-    agents = {"dmic": paper, "dmic-extended": args.extended_agents}
-    if "dmic-extended" in methods and not Path(args.extended_agents).is_file():
-        print(f"no extended agents at {args.extended_agents}: dmic-extended left out", file=sys.stderr)
-        methods.remove("dmic-extended")
+    agents = {"dmic": args.paper_agents, "dmic-tuned": args.tuned_agents, "dmic-extended": args.extended_agents}
+    for item in args.extra_agents:
+        name, _, path = item.partition("=")
+        if not name.startswith("dmic-") or not path:
+            p.error(f"--extra-agents wants dmic-NAME=CHECKPOINT, got {item!r}")
+        agents[name] = path
+    for method, path in agents.items():
+        if method in methods and not Path(path).is_file():
+            print(f"no agents at {path}: {method} left out", file=sys.stderr)
+            methods.remove(method)
     vols = volumes([v for v in args.volumes.split(",") if v], args.work)
     seg_path = ROOT / "assets" / "segmenter_unet.pt"
     meta_common = {"coding": {"codec": TASK_CODING.codec, "bit_depth": TASK_CODING.bit_depth,
@@ -274,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                               for k, v in agents.items() if Path(v).is_file()},
                    "qps": qps, "lambdas": lambdas}
     tables: dict[str, pd.DataFrame] = {}
+    if args.import_points is not None:
+        for vol in vols:
+            import_points(args.import_points / vol["name"] / "points.csv", args.work / vol["name"] / "points.jsonl")
     for vol in vols:
         if args.report_only:
             path = args.work / vol["name"] / "points.jsonl"
@@ -287,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                 "label": None if vol["label"] is None else os.path.relpath(vol["label"], ROOT),
                 "slices": list(vol["slices"]), "reference": vol["reference"]}
         paths = sw.write_sweep(args.out / vol["name"], points, meta)
-        if args.plotlyjs == "cdn":  # committed reports: 10 kB instead of 4.8 MB of inlined plotly.js
+        if args.plotlyjs != "inline":  # committed reports: 10 kB instead of 4.8 MB of inlined plotly.js
             from dmic_core.plotting import rate_curves_figure
 
+            # "local": one plotly.min.js in OUT (written with summary.html), so the reports work offline
             rate_curves_figure(points, title=f"Rate vs accuracy: {vol['name']} (real encodes)").write_html(
-                str(paths["figure"]), include_plotlyjs="cdn")
+                str(paths["figure"]), include_plotlyjs="../plotly.min.js" if args.plotlyjs == "local" else "cdn")
         tables[vol["name"]] = sw.bd_table(points)
     summary = summarise(tables)
     names = list(tables)
