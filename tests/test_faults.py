@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -33,6 +32,7 @@ from dmic_core.batch import BatchConfig, run_batch
 from dmic_core.cli import main as dmic_main
 from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.jobs import JobStore
+from polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,16 +56,6 @@ def small_case(tmp_path_factory) -> tuple[Path, Path]:
 def _leftovers(folder: Path) -> list[Path]:
     """Anything half-written: temporary folders/files of an attempt."""
     return [p for p in folder.rglob("*") if ".partial-" in p.name or ".old-" in p.name or p.name.endswith(".tmp")]
-
-
-def _wait(pred, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _running(store: JobStore, setting: float, attempt: int):
@@ -111,14 +101,14 @@ def test_killed_and_crashing_workers(slow_dataset, tmp_path):
                                                                         progress=False)), daemon=True)
     thread.start()
     # QP 12 first attempt: SIGKILL mid-encode -> recorded, retried, done on attempt 2
-    victim = _wait(lambda: _running(store, 12.0, 1), what="QP 12 encoding")
+    victim = wait_for(lambda: _running(store, 12.0, 1), what="QP 12 encoding")
     os.kill(victim["worker_pid"], signal.SIGKILL)
-    _wait(lambda: "SIGKILL" in (store.task(victim["id"])["error"] or ""), what="SIGKILL recorded")
+    wait_for(lambda: "SIGKILL" in (store.task(victim["id"])["error"] or ""), what="SIGKILL recorded")
     # QP 13: a crash (SIGSEGV) on both attempts -> failed for good with the reason
-    crash = _wait(lambda: _running(store, 13.0, 1), what="QP 13 attempt 1")
+    crash = wait_for(lambda: _running(store, 13.0, 1), what="QP 13 attempt 1")
     os.kill(crash["worker_pid"], signal.SIGSEGV)
-    _wait(lambda: "SIGSEGV" in (store.task(crash["id"])["error"] or ""), what="crash recorded")
-    crash = _wait(lambda: _running(store, 13.0, 2), what="QP 13 attempt 2")  # requeued and claimed again
+    wait_for(lambda: "SIGSEGV" in (store.task(crash["id"])["error"] or ""), what="crash recorded")
+    crash = wait_for(lambda: _running(store, 13.0, 2), what="QP 13 attempt 2")  # requeued and claimed again
     os.kill(crash["worker_pid"], signal.SIGSEGV)
     thread.join(120)
     assert not thread.is_alive()
@@ -142,8 +132,8 @@ def test_batch_killed_mid_encode_resumes(slow_dataset, tmp_path):
            "--qps", "37,32,12", "--segmenter", "gt", "--workers", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        store = _wait(lambda: (out / "jobs.sqlite").exists() and JobStore(out), what="store")
-        victim = _wait(lambda: _running(store, 12.0, 1), timeout=90, what="QP 12 encoding")
+        store = wait_for(lambda: (out / "jobs.sqlite").exists() and JobStore(out), what="store")
+        victim = wait_for(lambda: _running(store, 12.0, 1), timeout=90, what="QP 12 encoding")
         done_before = {t["setting"]: Path(t["result_path"]).stat().st_mtime_ns for t in store.tasks(status="done")}
         assert set(done_before) == {37.0, 32.0}
         proc.kill()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -18,6 +17,7 @@ import pytest
 
 from dmic_core.jobs import JobStore, Runner, TaskSpec, ensure_runner, runner_alive, stop_runner
 from dmic_core.jobs.store import pid_alive
+from polling import wait_for
 
 
 def _volume(path: Path, shape=(64, 64, 12), sigma=100.0, seed=0) -> str:
@@ -42,16 +42,6 @@ def _run_until_idle(workspace: Path, timeout: float = 90.0, workers: int = 1) ->
     thread.join(timeout)
     assert not thread.is_alive(), "runner did not finish in time"
     return runner
-
-
-def _wait(pred, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_store_schema_wal_and_unique_tasks(tmp_path):
@@ -142,7 +132,7 @@ def test_cancel_between_frames_and_queued(tmp_path):
     runner = Runner(ws, workers=1, idle_exit=0.3)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    _wait(lambda: any(t["progress_done"] > 0 for t in store.tasks(job)), what="progress")
+    wait_for(lambda: any(t["progress_done"] > 0 for t in store.tasks(job)), what="progress")
     store.cancel_job(job)
     thread.join(60)
     assert not thread.is_alive()
@@ -162,10 +152,10 @@ def test_killed_worker_fails_with_reason_and_is_retried(tmp_path):
     runner = Runner(ws, workers=1, idle_exit=0.3)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    task = _wait(lambda: next((t for t in store.tasks(job) if t["progress_done"] > 0 and t["worker_pid"]), None),
+    task = wait_for(lambda: next((t for t in store.tasks(job) if t["progress_done"] > 0 and t["worker_pid"]), None),
                  what="running encode")
     os.kill(task["worker_pid"], signal.SIGKILL)
-    _wait(lambda: store.tasks(job)[0]["error"], what="failure recorded")
+    wait_for(lambda: store.tasks(job)[0]["error"], what="failure recorded")
     assert "killed (SIGKILL)" in store.tasks(job)[0]["error"]
     thread.join(90)
     (done,) = store.tasks(job)
@@ -184,16 +174,16 @@ def test_detached_runner_resumes_after_being_killed(tmp_path):
     assert not ensure_runner(ws), "a second runner must not start"
     pid = int((ws / "runner.lock").read_text().split()[0])
     assert os.getsid(pid) != os.getsid(0), "the runner must be detached from our session"
-    fast, slow_task = _wait(lambda: (lambda ts: ts if ts[0]["status"] == "done" and ts[1]["progress_done"] > 0
+    fast, slow_task = wait_for(lambda: (lambda ts: ts if ts[0]["status"] == "done" and ts[1]["progress_done"] > 0
                                      else None)(store.tasks(job)), what="first task done, second running")
     fast_mtime = Path(fast["result_path"]).stat().st_mtime_ns
     worker_pid = slow_task["worker_pid"]
     os.kill(pid, signal.SIGKILL)  # the runner dies; its worker notices nothing until it finishes
     os.kill(worker_pid, signal.SIGKILL)  # ... and the machine "crashes" mid-encode
-    _wait(lambda: not runner_alive(ws) and not pid_alive(worker_pid), what="runner gone")
+    wait_for(lambda: not runner_alive(ws) and not pid_alive(worker_pid), what="runner gone")
     assert store.tasks(job)[1]["status"] == "running"  # stale: nobody settled it
     assert ensure_runner(ws, workers=1, idle_exit=2.0)
-    _wait(lambda: store.tasks(job)[1]["status"] == "done", timeout=90, what="resumed task done")
+    wait_for(lambda: store.tasks(job)[1]["status"] == "done", timeout=90, what="resumed task done")
     fast2, slow2 = store.tasks(job)
     assert fast2["status"] == "done" and Path(fast2["result_path"]).stat().st_mtime_ns == fast_mtime
     assert slow2["attempts"] == 1, "an interrupted run is not a failed attempt"
