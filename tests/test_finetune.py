@@ -233,3 +233,35 @@ def test_finetune_rejects_bad_input(tmp_path):
         FinetuneConfig(data=str(tmp_path), strategy="bogus")
     with pytest.raises(DmicInputError):
         FinetuneConfig(data=str(tmp_path), shots=0)
+
+
+def test_selection_on_validation_keeps_the_best_iteration(tiny, tmp_path):
+    """With validation volumes the output is the iteration whose greedy validation reward was
+    highest (scored on clips never trained on); the last iteration is kept beside it."""
+    from dmic_core.agents.dmic import DMICAgents
+    from dmic_core.finetune.tune import _load_case, clip_specs, make_split
+
+    cfg = _cfg(tiny, iterations=6, n_test=1, n_val=2, val_volumes=2)
+    fabricate_caches(cfg)
+    split, cases = make_split(cfg)
+    assert len(split.val) == 2 and not set(split.val) & set(split.train)
+    for s in clip_specs(cfg, split, cases, list(split.val)):
+        vol, lab = _load_case(s.image, s.label)
+        Path(s.cache_path).parent.mkdir(parents=True, exist_ok=True)
+        fake_cache(vol.hu[s.start:s.stop], lab[s.start:s.stop]).save(s.cache_path)
+    out = tmp_path / "sel.pt"
+    result = finetune(cfg, out, log=lambda m: None, eval_every=2)
+    assert result.status == "done" and result.iteration == 6
+    chosen = DMICAgents.load(out)
+    scores = chosen.meta["val_scores"]
+    assert [i for i, _ in scores] == [0, 2, 4, 6]
+    best_it, best_r = max(scores, key=lambda t: t[1])
+    assert chosen.meta["selected_iteration"] == best_it and chosen.meta["val_reward"] == pytest.approx(best_r)
+    assert {c["case"] for c in chosen.meta["val_clips"]} == set(split.val)
+    assert chosen.meta["iterations_done"] == 6  # the run is complete even if an earlier iteration was chosen
+    best = DMICAgents.load(out.with_suffix(".best.pt"))
+    assert all(torch.equal(v, chosen.state_dict()[k]) for k, v in best.state_dict().items())
+    last = DMICAgents.load(out.with_suffix(".last.pt"))
+    assert last.meta.get("selected_iteration") is None
+    if best_it != 6:  # the chosen weights are not simply the last ones
+        assert any(not torch.equal(v, last.state_dict()[k]) for k, v in chosen.state_dict().items())

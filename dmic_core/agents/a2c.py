@@ -119,7 +119,7 @@ class A2CTrainer:
     """
 
     def __init__(self, agents: DMICAgents, clips: Sequence[TrainClip], config: A2CConfig,
-                 out: str | Path | None = None):
+                 out: str | Path | None = None, val_clips: Sequence[TrainClip] = ()):
         if not clips:
             raise ValueError("no training clips")
         shapes = {c.frame_planes.shape for c in clips}
@@ -138,6 +138,12 @@ class A2CTrainer:
         self.space = agents.space
         self._valid = torch.as_tensor(self.space.valid_offset_table())
         self._baseline_cache: dict[tuple[int, float], float] = {}
+        #: Validation clips (never trained on): with them, every greedy evaluation also scores the
+        #: agents there and the best-scoring iteration is saved as ``<out>.best.pt``.
+        self.val_clips = list(val_clips)
+        self.best_val: float = -math.inf
+        self.best_iteration: int = -1
+        self.val_scores: list[tuple[int, float]] = []  # (iteration, validation greedy reward)
 
     # ------------------------------------------------------------------------------- sampling
     def sample_lambdas(self, n: int) -> np.ndarray:
@@ -237,14 +243,14 @@ class A2CTrainer:
         return cache[key]
 
     @torch.no_grad()
-    def evaluate_greedy(self, lambdas: Sequence[float] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
-                        ) -> dict[str, float]:
-        """Deterministic (argmax) decisions on every training clip at fixed lambdas, scored on the
-        surrogate: mean reward, and mean gain over the best two-level map (oracle QP_I)."""
+    def evaluate_greedy(self, lambdas: Sequence[float] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0),
+                        clips: Sequence[TrainClip] | None = None) -> dict[str, float]:
+        """Deterministic (argmax) decisions on every training clip (or ``clips``) at fixed lambdas,
+        scored on the surrogate: mean reward, and mean gain over the best two-level map (oracle QP_I)."""
         self.agents.eval()
         rewards, gains, qps = [], [], []
         valid = self._valid
-        for cl in self.clips:
+        for cl in (self.clips if clips is None else clips):
             for lam in lambdas:
                 logits, _ = self.agents.frame(cl.frame_planes[None], lambda_context([lam]))
                 qp_i = int(self.space.qp_i_of(int(logits.argmax(-1)[0])))
@@ -258,6 +264,26 @@ class A2CTrainer:
         self.agents.train()
         return {"greedy_reward": float(np.mean(rewards)), "greedy_gain": float(np.mean(gains)),
                 "greedy_qp_i": float(np.mean(qps))}
+
+    def best_path(self) -> Path | None:
+        return None if self.out is None else self.out.with_suffix(".best.pt")
+
+    def _evaluate(self) -> dict[str, float]:
+        """Greedy numbers on the training clips, plus ``val_*`` on the validation clips; keeps the
+        best validation iteration's agents in :meth:`best_path`."""
+        stats = self.evaluate_greedy()
+        if self.val_clips:
+            val = self.evaluate_greedy(clips=self.val_clips)
+            stats.update({f"val_{k[len('greedy_'):]}": v for k, v in val.items()})
+            self.val_scores.append((self.iteration, val["greedy_reward"]))
+            if val["greedy_reward"] > self.best_val:
+                self.best_val, self.best_iteration = val["greedy_reward"], self.iteration
+                if self.out is not None:
+                    self.agents.save(self.best_path(), meta={
+                        "strategy": self.config.strategy, "iteration": self.iteration,
+                        "selected_on": "validation greedy reward (surrogate)", "val_reward": self.best_val,
+                        "val_clips": [c.name for c in self.val_clips]})
+        return stats
 
     # -------------------------------------------------------------------------------- running
     def train(self, progress: Callable[[int, int, dict[str, float]], None] | None = None,
@@ -276,7 +302,7 @@ class A2CTrainer:
         acc: list[StepStats] = []
         greedy: dict[str, float] = {}
         if eval_every and self.iteration == 0:
-            greedy = self.evaluate_greedy()
+            greedy = self._evaluate()
             self._log({"iteration": 0, **greedy})
         t_start = time.perf_counter()
         it_start = self.iteration
@@ -286,7 +312,7 @@ class A2CTrainer:
                     break
                 acc.append(self.step())
                 if eval_every and (self.iteration % eval_every == 0 or self.iteration == c.iterations):
-                    greedy = self.evaluate_greedy()
+                    greedy = self._evaluate()
                 if self.iteration % log_every == 0 or self.iteration == c.iterations:
                     mean = {k: float(np.mean([getattr(s, k) for s in acc])) for k in StepStats._fields}
                     mean.update(greedy)
@@ -332,7 +358,8 @@ class A2CTrainer:
                  "agents_full": {k: v.detach().clone() for k, v in self.agents.state_dict().items()},
                  "adapters": {"frame": self.agents.frame.adapter_kinds(),
                               "ctu": self.agents.ctu.adapter_kinds()},
-                 "rng": self.rng.bit_generator.state, "torch_gen": self.torch_gen.get_state()}
+                 "rng": self.rng.bit_generator.state, "torch_gen": self.torch_gen.get_state(),
+                 "best_val": self.best_val, "best_iteration": self.best_iteration, "val_scores": self.val_scores}
         tmp = path.with_suffix(path.suffix + ".state.tmp")
         torch.save(state, tmp)
         tmp.replace(path.with_suffix(path.suffix + ".state"))
@@ -358,4 +385,7 @@ class A2CTrainer:
         self.history = list(state["history"])
         self.rng.bit_generator.state = state["rng"]
         self.torch_gen.set_state(state["torch_gen"])
+        self.best_val = float(state.get("best_val", -math.inf))
+        self.best_iteration = int(state.get("best_iteration", -1))
+        self.val_scores = [tuple(x) for x in state.get("val_scores", [])]
         return True

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--segmenter", default="builtin")
     parser.add_argument("--workers", type=int, default=2, help="processes building surrogate caches")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training")
+    parser.add_argument("--val-volumes", type=int, default=0,
+                        help="choose the iteration with the best greedy reward on the first N validation volumes "
+                             "(surrogate; 0 = keep the last iteration, the paper's protocol)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=run)
@@ -46,7 +49,7 @@ def run(args) -> int:
                          clips_per_volume=args.clips_per_volume, slab=args.slab,
                          preset=None if args.preset in ("", "none", "default") else args.preset,
                          segmenter=args.segmenter, workers=args.workers, threads=args.threads,
-                         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR))
+                         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), val_volumes=args.val_volumes)
 
     def log(msg: str) -> None:
         if not args.quiet:

@@ -62,6 +62,11 @@ class FinetuneConfig:
             clips of ``clip_frames`` frames spread over its ``slab``-slice heart slab.
         preset: x265 preset of the surrogate's encodes (evaluation always uses the task coding).
         segmenter: the target task's model (default: the built-in coronary U-Net).
+        val_volumes: 0 keeps the last iteration (the paper's protocol). N > 0 also cuts clips from
+            the first N validation volumes (surrogates built like the training ones), scores the
+            greedy agents there every 100 iterations and writes the best-scoring iteration as the
+            output (``X.pt``; the last one stays in ``X.last.pt``): model selection on validation
+            data, never on test data.
     """
 
     data: str
@@ -88,6 +93,7 @@ class FinetuneConfig:
     n_test: int = 10
     cache_dir: str = str(DEFAULT_CACHE_DIR)
     checkpoint_every: int = 100
+    val_volumes: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:
@@ -98,6 +104,8 @@ class FinetuneConfig:
             raise DmicInputError(f"--iterations must be >= 0, got {self.iterations}")
         if self.clip_frames < 1 or self.clips_per_volume < 1:
             raise DmicInputError("clip_frames and clips_per_volume must be at least 1")
+        if not 0 <= self.val_volumes <= self.n_val:
+            raise DmicInputError(f"--val-volumes must be between 0 and {self.n_val}, got {self.val_volumes}")
 
     def coding_setup(self):
         from dmic_core.pipeline import TASK_CODING, CodingSetup
@@ -223,11 +231,12 @@ def _load_case(image: str, label: str | None):
     return volume, lab
 
 
-def clip_specs(cfg: FinetuneConfig, split: Split, cases: dict[str, tuple[str, str | None]]) -> list[ClipSpec]:
-    """The training clips of the split's K volumes and their cache paths."""
+def clip_specs(cfg: FinetuneConfig, split: Split, cases: dict[str, tuple[str, str | None]],
+               case_ids: list[str] | None = None) -> list[ClipSpec]:
+    """The clips of the split's K training volumes (or of ``case_ids``) and their cache paths."""
     seg_id = segmenter_fingerprint(cfg.segmenter)
     specs = []
-    for cid in split.train:
+    for cid in (split.train if case_ids is None else case_ids):
         image, label = cases[cid]
         volume, lab = _load_case(image, label)
         mask = lab if lab is not None else np.ones(volume.shape, np.uint8)
@@ -375,12 +384,16 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
         if agents.space.name != cfg.space:
             cfg.space = agents.space.name
         specs = clip_specs(cfg, split, cases)
+        val_specs = clip_specs(cfg, split, cases, list(split.val[:cfg.val_volumes])) if cfg.val_volumes else []
         log(f"[finetune] {cfg.strategy}, {cfg.shots}-shot: train {list(split.train)} | "
-            f"val {len(split.val)} | test {len(split.test)} (split seed {split.seed}); {len(specs)} clip(s)")
-        t_cache = build_caches(specs, cfg, emit, stop, log)
+            f"val {len(split.val)} | test {len(split.test)} (split seed {split.seed}); {len(specs)} clip(s)"
+            + (f"; selection on {len(val_specs)} validation clip(s) of {list(split.val[:cfg.val_volumes])}"
+               if val_specs else ""))
+        t_cache = build_caches(specs + val_specs, cfg, emit, stop, log)
         if stop():
             raise _Cancelled()
         clips = load_clips(specs, cfg)
+        val_clips = load_clips(val_specs, cfg) if val_specs else []
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -390,7 +403,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
                             strategy=cfg.strategy, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                             threads=cfg.threads)
         pre_meta = dict(agents.meta)
-        trainer = A2CTrainer(agents, clips, a2c_cfg, out)
+        trainer = A2CTrainer(agents, clips, a2c_cfg, out, val_clips=val_clips)
         resumed = resume and trainer.resume()
         if resumed:
             log(f"[finetune] resumed at iteration {trainer.iteration}/{cfg.iterations}")
@@ -406,6 +419,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
             "pretrained_meta": {k: v for k, v in pre_meta.items() if k in ("domain", "seeds", "n_slices", "setup",
                                                                           "strategy", "iteration")},
             "clips": [{"case": s.case_id, "frames": [s.start, s.stop]} for s in specs],
+            "val_clips": [{"case": s.case_id, "frames": [s.start, s.stop]} for s in val_specs],
             "target": f"task: {cfg.segmenter} segmenter; reference: labels of the training volumes",
             "segmenter": segmenter_fingerprint(cfg.segmenter),
         }
@@ -433,6 +447,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
                    "seconds_per_iteration": t_train / max(trainer.iteration - it0, 1)}
         agents.meta.update({"iterations_done": trainer.iteration, "seconds": seconds})
         trainer.save_checkpoint()
+        if state == "done" and val_clips:
+            _select_best(trainer, out, log)
         result = FinetuneResult(str(out), state, trainer.iteration, cfg.iterations, split.to_dict(),
                                 int(sum(trainable.values())), trainable, int(total), seconds,
                                 trainer.history[-1] if trainer.history else {})
@@ -455,6 +471,25 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
 
 class _Cancelled(Exception):
     pass
+
+
+def _select_best(trainer, out: Path, log: Callable[[str], None]) -> None:
+    """Make ``out`` the best validation iteration's agents; the last iteration moves to ``X.last.pt``."""
+    import shutil
+
+    from dmic_core.agents.dmic import DMICAgents
+
+    best = trainer.best_path()
+    if best is None or not best.is_file():
+        return
+    shutil.copyfile(out, out.with_suffix(".last.pt"))
+    chosen = DMICAgents.load(best)
+    chosen.meta.update({**trainer.agents.meta, "selected_iteration": trainer.best_iteration,
+                        "selected_on": "validation greedy reward (surrogate)", "val_reward": trainer.best_val,
+                        "val_scores": [[int(i), float(r)] for i, r in trainer.val_scores]})
+    chosen.save(out)
+    log(f"[finetune] selected iteration {trainer.best_iteration} (validation greedy reward {trainer.best_val:.3f}); "
+        f"last iteration kept in {out.with_suffix('.last.pt').name}")
 
 
 def _saved_iteration(state: Path) -> int:
