@@ -79,7 +79,7 @@ def data_section() -> dict | None:
     return {"kind": "folder", "path": path} if path else None
 
 
-def start_run(data: dict, strategy: str, shots: int, iterations: int) -> None:
+def start_run(data: dict, strategy: str, shots: int, iterations: int, val_volumes: int = 0) -> None:
     from dmic_core.finetune import FinetuneConfig
     from dmic_core.finetune.background import start
 
@@ -94,7 +94,8 @@ def start_run(data: dict, strategy: str, shots: int, iterations: int) -> None:
         folder = save_pairs(data["images"], data["labels"])
     else:
         folder = Path(data["path"])
-    cfg = FinetuneConfig(data=str(folder), shots=shots, strategy=strategy, iterations=iterations)
+    cfg = FinetuneConfig(data=str(folder), shots=shots, strategy=strategy, iterations=iterations,
+                         val_volumes=val_volumes)
     start(cfg, out, before=pre)
     st.session_state[K + "last"] = str(out)
     st.toast(f"Fine-tuning started ({strategy}, {shots}-shot, {iterations} iterations)")
@@ -111,6 +112,11 @@ def settings_form() -> None:
         shots = c2.selectbox("Shots K (batch size K)", [1, 3, 5], key=K + "shots")
         iterations = c3.number_input("Iterations", 1, 5000, 1000, step=100, key=K + "iters",
                                      help="paper: 1000 (1-shot: ~10-30 min on 2 cores incl. the surrogate caches)")
+        val_volumes = st.number_input(
+            "Validation volumes for model selection", 0, 10, 0, key=K + "val",
+            help="0 keeps the last iteration (the paper's protocol). N > 0 scores the agents on N held-out "
+                 "validation volumes every 100 iterations and keeps the best iteration (costs N more "
+                 "surrogate caches, about 1 min each).")
         submitted = st.form_submit_button("Start fine-tuning", type="primary", icon=":material/play_arrow:")
     if submitted:
         if segmenter_probe().get("builtin"):
@@ -120,7 +126,7 @@ def settings_form() -> None:
         elif data["kind"] == "phantoms" and data["count"] < shots + 1:
             st.error(f"{shots}-shot tuning needs at least {shots + 1} volumes (one held out for testing).")
         else:
-            start_run(data, strategy, int(shots), int(iterations))
+            start_run(data, strategy, int(shots), int(iterations), int(val_volumes))
 
 
 # --- runs ------------------------------------------------------------------------------------------
