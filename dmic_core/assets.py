@@ -14,6 +14,13 @@ from pathlib import Path
 
 ASSETS_DIR = Path(os.environ.get("DMIC_ASSETS_DIR", Path(__file__).resolve().parent.parent / "assets"))
 MANIFEST = "manifest.json"
+#: The shipped agent checkpoints a user can choose for DMIC jobs, the default first (measured
+#: results in their model cards and ``docs/results/``).
+SHIPPED_AGENTS = {
+    "agents_dmic.pt": "paper action space, tuned on coronary phantoms (default)",
+    "agents_extended.pt": "extended action space (coarser background, lower PSNR), tuned on coronary phantoms",
+    "agents_pretrained.pt": "paper action space, source-domain pretraining only",
+}
 
 
 def asset_path(name: str) -> Path:
@@ -23,6 +30,11 @@ def asset_path(name: str) -> Path:
         raise FileNotFoundError(f"shipped asset {name} is missing from {ASSETS_DIR}; "
                                 f"see {ASSETS_DIR / MANIFEST} for the command that reproduces it")
     return path
+
+
+def shipped_agents() -> list[tuple[str, Path, str]]:
+    """``(name, path, description)`` of the shipped agent checkpoints present, default first."""
+    return [(name, ASSETS_DIR / name, text) for name, text in SHIPPED_AGENTS.items() if (ASSETS_DIR / name).is_file()]
 
 
 def sha256(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dmic_core.jobs import TaskSpec
@@ -13,15 +15,29 @@ QP_CHOICES = [12, 17, 22, 27, 32, 37, 42]
 LAMBDA_CHOICES = [0.0, 1.0, 3.0, 10.0, 30.0, 100.0]
 
 
-def build_tasks(job_dir, current: dict, methods: list[str], qps: list[float], lambdas: list[float],
-                setup: dict, segmenter: str) -> list[TaskSpec]:
-    """One task per (method, setting), via the sweep's own point list."""
-    from dmic_core.sweep import default_specs
-
+def agent_choices() -> dict[str, str]:
+    """Label -> checkpoint: the agents tuned on the Fine-tune page (if chosen there), then the shipped ones."""
+    from dmic_core.assets import shipped_agents
     from dmic_core.finetune.background import active_checkpoint
 
+    choices = {}
+    active = active_checkpoint(workspace())
+    if active:
+        choices[f"tuned on the Fine-tune page ({Path(active).parent.name})"] = active
+    for name, path, text in shipped_agents():
+        choices[f"{name}: {text}"] = str(path)
+    return choices
+
+
+def build_tasks(job_dir, current: dict, methods: list[str], qps: list[float], lambdas: list[float],
+                setup: dict, segmenter: str, agents: str | None = None) -> list[TaskSpec]:
+    """One task per (method, setting), via the sweep's own point list; ``agents``: DMIC's checkpoint
+    (default: the first of :func:`agent_choices`)."""
+    from dmic_core.sweep import default_specs
+
     params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
-    agents = active_checkpoint(workspace())  # chosen on the Fine-tune page, else the shipped agents
+    if agents is None:
+        agents = next(iter(agent_choices().values()), None)
     specs = default_specs(methods, qps, lambdas)
     return [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
                      {**params, "options": {"agents": agents}} if agents and s.method == "dmic" else params)
@@ -56,6 +72,10 @@ def settings(current: dict) -> None:
             st.warning("No segmenter can score this volume: the built-in model is missing and there is no label.")
         segmenter = c6.selectbox("Segmenter for mIoU", seg_names or ["builtin"], key=K + "segmenter",
                                  help="builtin: the shipped U-Net; gt: the uploaded label (upper bound)")
+        choices = agent_choices()
+        agents_label = st.selectbox("DMIC agents", list(choices) or ["(none)"], key=K + "agents",
+                                    help="which trained agents choose the QPs; results of each in "
+                                         "docs/results/ and the model cards in assets/")
         submitted = st.form_submit_button("Start job", type="primary", icon=":material/play_arrow:")
     unavailable = {m: r for m, r in methods_ok.items() if r is not None}
     if unavailable:
@@ -73,7 +93,8 @@ def settings(current: dict) -> None:
 
     job_id = uuid.uuid4().hex[:16]
     job_dir = workspace() / "jobs" / job_id
-    tasks = build_tasks(job_dir, current, methods, sorted(qps), sorted(lambdas), setup, segmenter)
+    tasks = build_tasks(job_dir, current, methods, sorted(qps), sorted(lambdas), setup, segmenter,
+                        choices.get(agents_label))
     store().create_job(st.session_state.ws_id, tasks, job_id=job_id, title=f"{', '.join(methods)} on {current['name']}"[:120],
                        params={"image": current["image"], "label": current.get("label"), "name": current["name"],
                                "segmenter": segmenter, "setup": setup, "methods": methods})

@@ -138,6 +138,28 @@ def test_compress_page_lists_jobs_and_starts_one(workspace, monkeypatch):
     stop_runner(root / "_jobs")
 
 
+def test_compress_page_runs_dmic_with_the_chosen_shipped_agents(workspace, monkeypatch):
+    at = _app(workspace, monkeypatch)
+    at.switch_page("pages/compress.py").run()
+    labels = at.selectbox(key="cmp_agents").options
+    assert labels[0].startswith("agents_dmic.pt") and any(o.startswith("agents_extended.pt") for o in labels)
+    at.multiselect(key="cmp_methods").set_value(["dmic"])
+    at.multiselect(key="cmp_lambdas").set_value([10.0])
+    at.selectbox(key="cmp_segmenter").set_value("gt")
+    at.selectbox(key="cmp_agents").set_value(next(o for o in labels if o.startswith("agents_extended.pt")))
+    at.button[0].click().run()  # form submit
+    assert not at.exception, at.exception
+    root, ws_id = workspace
+    store = JobStore(root / "_jobs")
+    newest = store.jobs(ws_id)[0]
+    (task,) = store.tasks(newest["id"])
+    assert task["method"] == "dmic" and task["params"]["options"]["agents"].endswith("agents_extended.pt")
+    from dmic_core.jobs import stop_runner
+
+    store.cancel_job(newest["id"])
+    stop_runner(root / "_jobs")
+
+
 def test_compare_page(workspace, monkeypatch):
     at = _app(workspace, monkeypatch)
     at.switch_page("pages/compare.py").run()
