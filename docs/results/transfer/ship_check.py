@@ -4,7 +4,8 @@
         [NAME=CHECKPOINT ...]          # default: shipped=assets/agents_dmic.pt
 
 Uses the experiments' point store (``WORK/points``), so the anchor and the table curves are not
-encoded again; writes ``ship_points.csv`` beside this file and prints the BD rows per domain.
+encoded again; writes ``ship_points.csv`` and ``ship_check.json`` (the BD rows per domain) beside
+this file and prints the JSON; progress goes to stderr.
 """
 import json
 import sys
@@ -26,15 +27,20 @@ def main() -> None:
               Curve("pretrained", "dmic", tuple(cfg.lambdas), str(pretrained_path(cfg))),
               Curve(f"dmic:{main_run.name}", "dmic", tuple(cfg.lambdas), str(checkpoint_path(cfg, main_run)))]
     curves += [Curve(name, "dmic", tuple(cfg.lambdas), path) for name, path in extra.items()]
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     frames = []
-    for case in test_cases(cfg):
-        frame = evaluate_case(case, curves, cfg)
+    for case in test_cases(cfg, log):
+        frame = evaluate_case(case, curves, cfg, log)
         frames.append(frame.assign(domain="real" if case.domain == "real" else "target"))
     points = pd.concat(frames, ignore_index=True)
     names = [c.name for c in curves[1:]]
     out = {dom: bd_rows(g, names).to_dict(orient="records") for dom, g in points.groupby("domain")}
     points.to_csv(Path(__file__).with_name("ship_points.csv"), index=False)
-    print(json.dumps(out, indent=1, default=float))
+    text = json.dumps(out, indent=1, default=float)
+    Path(__file__).with_name("ship_check.json").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
