@@ -198,6 +198,11 @@ def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambda
     return frame.sort_values(["method", "bpp"]).reset_index(drop=True)
 
 
+def _json_safe(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record with NaN / inf numbers as None (JSON null)."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in rec.items()}
+
+
 def import_points(csv_path: Path, jsonl_path: Path) -> None:
     """Seed a missing point log from a committed ``points.csv`` (NaN cells become null)."""
     if jsonl_path.is_file() or not csv_path.is_file():
@@ -206,8 +211,7 @@ def import_points(csv_path: Path, jsonl_path: Path) -> None:
     jsonl_path.parent.mkdir(parents=True, exist_ok=True)
     with jsonl_path.open("w") as out:
         for rec in frame.to_dict(orient="records"):
-            out.write(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                  for k, v in rec.items()}) + "\n")
+            out.write(json.dumps(_json_safe(rec)) + "\n")
     print(f"imported {len(frame)} points from {csv_path}", file=sys.stderr)
 
 
@@ -217,8 +221,7 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     for vol, table in tables.items():
         for rec in table.to_dict(orient="records"):
             entry = per.setdefault(rec["method"], {"volumes": {}})
-            entry["volumes"][vol] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                     for k, v in rec.items() if k != "method"}
+            entry["volumes"][vol] = _json_safe({k: v for k, v in rec.items() if k != "method"})
     for method, entry in per.items():
         for key in ("bd_rate_pct", "bd_miou_pp", "bd_rate_psnr_pct", "bd_psnr_db"):
             vals = [v[key] for v in entry["volumes"].values() if v.get(key) is not None]

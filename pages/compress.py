@@ -32,12 +32,10 @@ def agent_choices() -> dict[str, str]:
 def build_tasks(job_dir, current: dict, methods: list[str], qps: list[float], lambdas: list[float],
                 setup: dict, segmenter: str, agents: str | None = None) -> list[TaskSpec]:
     """One task per (method, setting), via the sweep's own point list; ``agents``: DMIC's checkpoint
-    (default: the first of :func:`agent_choices`)."""
+    (one of :func:`agent_choices`; None: the sweep's default agents)."""
     from dmic_core.sweep import default_specs
 
     params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
-    if agents is None:
-        agents = next(iter(agent_choices().values()), None)
     specs = default_specs(methods, qps, lambdas)
     return [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
                      {**params, "options": {"agents": agents}} if agents and s.method == "dmic" else params)

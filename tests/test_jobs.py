@@ -153,7 +153,7 @@ def test_killed_worker_fails_with_reason_and_is_retried(tmp_path):
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     task = wait_for(lambda: next((t for t in store.tasks(job) if t["progress_done"] > 0 and t["worker_pid"]), None),
-                 what="running encode")
+                    what="running encode")
     os.kill(task["worker_pid"], signal.SIGKILL)
     wait_for(lambda: store.tasks(job)[0]["error"], what="failure recorded")
     assert "killed (SIGKILL)" in store.tasks(job)[0]["error"]
@@ -175,7 +175,7 @@ def test_detached_runner_resumes_after_being_killed(tmp_path):
     pid = int((ws / "runner.lock").read_text().split()[0])
     assert os.getsid(pid) != os.getsid(0), "the runner must be detached from our session"
     fast, slow_task = wait_for(lambda: (lambda ts: ts if ts[0]["status"] == "done" and ts[1]["progress_done"] > 0
-                                     else None)(store.tasks(job)), what="first task done, second running")
+                                        else None)(store.tasks(job)), what="first task done, second running")
     fast_mtime = Path(fast["result_path"]).stat().st_mtime_ns
     worker_pid = slow_task["worker_pid"]
     os.kill(pid, signal.SIGKILL)  # the runner dies; its worker notices nothing until it finishes

@@ -141,8 +141,6 @@ class A2CTrainer:
         #: Validation clips (never trained on): with them, every greedy evaluation also scores the
         #: agents there and the best-scoring iteration is saved as ``<out>.best.pt``.
         self.val_clips = list(val_clips)
-        self.best_val: float = -math.inf
-        self.best_iteration: int = -1
         self.val_scores: list[tuple[int, float]] = []  # (iteration, validation greedy reward)
 
     # ------------------------------------------------------------------------------- sampling
@@ -268,6 +266,11 @@ class A2CTrainer:
     def best_path(self) -> Path | None:
         return None if self.out is None else self.out.with_suffix(".best.pt")
 
+    @property
+    def best_score(self) -> tuple[int, float] | None:
+        """(iteration, validation reward) of the best validation score so far (the first of equals)."""
+        return max(self.val_scores, key=lambda s: s[1]) if self.val_scores else None
+
     def _evaluate(self) -> dict[str, float]:
         """Greedy numbers on the training clips, plus ``val_*`` on the validation clips; keeps the
         best validation iteration's agents in :meth:`best_path`."""
@@ -275,14 +278,13 @@ class A2CTrainer:
         if self.val_clips:
             val = self.evaluate_greedy(clips=self.val_clips)
             stats.update({f"val_{k[len('greedy_'):]}": v for k, v in val.items()})
+            best = self.best_score
             self.val_scores.append((self.iteration, val["greedy_reward"]))
-            if val["greedy_reward"] > self.best_val:
-                self.best_val, self.best_iteration = val["greedy_reward"], self.iteration
-                if self.out is not None:
-                    self.agents.save(self.best_path(), meta={
-                        "strategy": self.config.strategy, "iteration": self.iteration,
-                        "selected_on": "validation greedy reward (surrogate)", "val_reward": self.best_val,
-                        "val_clips": [c.name for c in self.val_clips]})
+            if (best is None or val["greedy_reward"] > best[1]) and self.out is not None:
+                self.agents.save(self.best_path(), meta={
+                    "strategy": self.config.strategy, "iteration": self.iteration,
+                    "selected_on": "validation greedy reward (surrogate)", "val_reward": val["greedy_reward"],
+                    "val_clips": [c.name for c in self.val_clips]})
         return stats
 
     # -------------------------------------------------------------------------------- running
@@ -359,7 +361,7 @@ class A2CTrainer:
                  "adapters": {"frame": self.agents.frame.adapter_kinds(),
                               "ctu": self.agents.ctu.adapter_kinds()},
                  "rng": self.rng.bit_generator.state, "torch_gen": self.torch_gen.get_state(),
-                 "best_val": self.best_val, "best_iteration": self.best_iteration, "val_scores": self.val_scores}
+                 "val_scores": self.val_scores}
         tmp = path.with_suffix(path.suffix + ".state.tmp")
         torch.save(state, tmp)
         tmp.replace(path.with_suffix(path.suffix + ".state"))
@@ -385,7 +387,5 @@ class A2CTrainer:
         self.history = list(state["history"])
         self.rng.bit_generator.state = state["rng"]
         self.torch_gen.set_state(state["torch_gen"])
-        self.best_val = float(state.get("best_val", -math.inf))
-        self.best_iteration = int(state.get("best_iteration", -1))
         self.val_scores = [tuple(x) for x in state.get("val_scores", [])]
         return True

@@ -384,11 +384,11 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
         if agents.space.name != cfg.space:
             cfg.space = agents.space.name
         specs = clip_specs(cfg, split, cases)
-        val_specs = clip_specs(cfg, split, cases, list(split.val[:cfg.val_volumes])) if cfg.val_volumes else []
+        val_ids = list(split.val[:cfg.val_volumes])
+        val_specs = clip_specs(cfg, split, cases, val_ids) if val_ids else []
         log(f"[finetune] {cfg.strategy}, {cfg.shots}-shot: train {list(split.train)} | "
             f"val {len(split.val)} | test {len(split.test)} (split seed {split.seed}); {len(specs)} clip(s)"
-            + (f"; selection on {len(val_specs)} validation clip(s) of {list(split.val[:cfg.val_volumes])}"
-               if val_specs else ""))
+            + (f"; selection on {len(val_specs)} validation clip(s) of {val_ids}" if val_specs else ""))
         t_cache = build_caches(specs + val_specs, cfg, emit, stop, log)
         if stop():
             raise _Cancelled()
@@ -479,16 +479,17 @@ def _select_best(trainer, out: Path, log: Callable[[str], None]) -> None:
 
     from dmic_core.agents.dmic import DMICAgents
 
-    best = trainer.best_path()
-    if best is None or not best.is_file():
+    best, score = trainer.best_path(), trainer.best_score
+    if best is None or score is None or not best.is_file():
         return
+    iteration, reward = score
     shutil.copyfile(out, out.with_suffix(".last.pt"))
     chosen = DMICAgents.load(best)
-    chosen.meta.update({**trainer.agents.meta, "selected_iteration": trainer.best_iteration,
-                        "selected_on": "validation greedy reward (surrogate)", "val_reward": trainer.best_val,
+    chosen.meta.update({**trainer.agents.meta, "selected_iteration": int(iteration),
+                        "selected_on": "validation greedy reward (surrogate)", "val_reward": float(reward),
                         "val_scores": [[int(i), float(r)] for i, r in trainer.val_scores]})
     chosen.save(out)
-    log(f"[finetune] selected iteration {trainer.best_iteration} (validation greedy reward {trainer.best_val:.3f}); "
+    log(f"[finetune] selected iteration {iteration} (validation greedy reward {reward:.3f}); "
         f"last iteration kept in {out.with_suffix('.last.pt').name}")
 
 

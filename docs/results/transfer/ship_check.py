@@ -27,6 +27,7 @@ def main() -> None:
               Curve("pretrained", "dmic", tuple(cfg.lambdas), str(pretrained_path(cfg))),
               Curve(f"dmic:{main_run.name}", "dmic", tuple(cfg.lambdas), str(checkpoint_path(cfg, main_run)))]
     curves += [Curve(name, "dmic", tuple(cfg.lambdas), path) for name, path in extra.items()]
+
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
