@@ -189,7 +189,7 @@ def run_point(case: Case, spec: PointSpec, *, setup: CodingSetup = TASK_CODING, 
 
 def write_point(out_dir: Path, case: Case, coded: CodedVolume, result: PointResult) -> None:
     """Write a point's stream, reconstruction, QP map and result.json (each atomically)."""
-    from dmic_core.cli.common import write_json
+    from dmic_core.jsonio import write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,12 @@ the original file in any viewer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dmic_core.errors import DmicInputError
 
 #: HU range that 16-bit CT storage covers and that the 12-bit default mapping keeps whole.
 HU_MIN = -1024
@@ -60,11 +63,49 @@ class Volume:
 
     def slab(self, start: int, stop: int) -> "Volume":
         """The frames ``start:stop`` as their own volume (spacing kept, affine shifted along z)."""
-        from dmic_core.io.orientation import slab_affine  # local: io depends on this module
-
         if not (0 <= start < stop <= self.n_frames):
             raise ValueError(f"slice range {start}:{stop} outside 0:{self.n_frames}")
         sub = self.hu[start:stop]
-        affine, file_shape = slab_affine(self, start, stop)
+        affine, file_shape = _slab_affine(self, start, stop)
         return Volume(sub, self.spacing, affine, file_shape, self.to_canonical.copy(),
                       dict(self.source), dict(self.meta))
+
+
+def _slab_affine(volume: Volume, start: int, stop: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Affine and file shape of the frames ``start:stop`` of ``volume`` on the file grid.
+
+    Grid arithmetic of :class:`Volume` itself (no nibabel), so it lives here and :mod:`dmic_core.io`
+    stays the only side that depends on the other.
+    """
+    file_axis = next(i for i, (target, _f) in enumerate(volume.to_canonical) if int(target) == 2)
+    flipped = volume.to_canonical[file_axis, 1] < 0
+    n = volume.file_shape[file_axis]
+    first_file_index = (n - stop) if flipped else start
+    shift = np.eye(4)
+    shift[file_axis, 3] = first_file_index
+    shape = list(volume.file_shape)
+    shape[file_axis] = stop - start
+    return volume.affine @ shift, tuple(shape)
+
+
+def parse_slices(text: str | None, n_frames: int, source: str | Path) -> tuple[int, int]:
+    """``A:B`` (Python slice, either end optional, negatives from the end) -> checked (start, stop).
+
+    The frame range of ``dmic ... --slices`` and of a batch's ``slices`` setting (resolved per volume
+    in the job tasks), so one rule and one message serve both.
+    """
+    if text is None:
+        return 0, n_frames
+    try:
+        a, b = text.split(":")
+        start = int(a) if a else 0
+        stop = int(b) if b else n_frames
+    except ValueError:
+        raise DmicInputError(f"--slices must look like A:B, got {text!r}", source) from None
+    if start < 0:
+        start += n_frames
+    if stop < 0:
+        stop += n_frames
+    if not 0 <= start < stop <= n_frames:
+        raise DmicInputError(f"--slices {text} is outside the volume's 0:{n_frames} frames", source)
+    return start, stop

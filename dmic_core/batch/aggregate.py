@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from dmic_core.cli.common import to_jsonable
 from dmic_core.jobs import JobStore
+from dmic_core.jsonio import to_jsonable
 from dmic_core.sweep import bd_table
 
 POINT_COLUMNS = ("case_id", "method", "setting", "bits", "bpp", "miou", "dice", "vessel_iou", "psnr_hu", "seconds")

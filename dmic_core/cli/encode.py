@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dmic_core.cli.common import add_coding_arguments, parse_slices, print_json, write_json
+from dmic_core.cli.common import add_coding_arguments, print_json
 from dmic_core.codecs.qp import ctu_grid_shape, dmic_frame_qps
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume, save_nifti
+from dmic_core.jsonio import write_json
 from dmic_core.maps import mask_ctu_dqp
 from dmic_core.pipeline import CodingSetup, code_volume
+from dmic_core.volume import parse_slices
 
 
 def register(subparsers) -> None:

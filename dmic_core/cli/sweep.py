@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dmic_core.cli.common import parse_slices, print_json
+from dmic_core.cli.common import print_json
 from dmic_core.io import load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
 from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES, bd_table, default_specs, run_sweep, write_sweep
+from dmic_core.volume import parse_slices
 
 
 def _floats(text: str) -> list[float]:

@@ -69,16 +69,3 @@ def canonical_volume(hu_zyx: np.ndarray, spacing_zyx: tuple[float, float, float]
     z, y, x = hu_zyx.shape
     return Volume(np.ascontiguousarray(hu_zyx, dtype=np.int16), (sz, sy, sx), affine, (x, y, z),
                   identity, dict(source or {}), {})
-
-
-def slab_affine(volume: Volume, start: int, stop: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Affine and file shape of the frames ``start:stop`` of ``volume`` on the file grid."""
-    file_axis = next(i for i, (target, _f) in enumerate(volume.to_canonical) if int(target) == 2)
-    flipped = volume.to_canonical[file_axis, 1] < 0
-    n = volume.file_shape[file_axis]
-    first_file_index = (n - stop) if flipped else start
-    shift = np.eye(4)
-    shift[file_axis, 3] = first_file_index
-    shape = list(volume.file_shape)
-    shape[file_axis] = stop - start
-    return volume.affine @ shift, tuple(shape)

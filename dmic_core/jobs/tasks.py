@@ -99,7 +99,7 @@ def _slices(value: Any, volume: str, stamp: int = 0) -> tuple[int, int] | None:
     if not value:
         return None
     if isinstance(value, str):
-        from dmic_core.cli.common import parse_slices
+        from dmic_core.volume import parse_slices
 
         return parse_slices(value, _n_frames(volume, stamp), volume)
     return int(value[0]), int(value[1])
@@ -128,9 +128,9 @@ def run_point_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> d
 def run_encode_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:
     import numpy as np
 
-    from dmic_core.cli.common import write_json
     from dmic_core.codecs.qp import dmic_frame_qps
     from dmic_core.io import load_volume, save_nifti
+    from dmic_core.jsonio import write_json
     from dmic_core.pipeline import code_volume
 
     volume = load_volume(task["volume"])
