@@ -12,7 +12,9 @@ See :mod:`dmic_core.jobs.store` for the task life cycle and :mod:`dmic_core.jobs
 recovery after a crash.
 """
 
-from dmic_core.jobs.executors import EXECUTORS, Executor, LocalExecutor, Outcome, default_workers
+from dmic_core.jobs.executor import Executor, Outcome
+from dmic_core.jobs.executors import EXECUTORS, default_workers
+from dmic_core.jobs.local_executor import LocalExecutor
 from dmic_core.jobs.runner import Runner, RunnerBusy, ensure_runner, runner_alive, stop_runner
 from dmic_core.jobs.store import FINISHED, STATUSES, JobStore, TaskSpec, job_status
 

@@ -1,186 +1,20 @@
-"""Where tasks run: the :class:`Executor` interface and the ``local`` worker-process pool.
+"""Where tasks run: the executors by name, and how many tasks run at once by default.
 
-The runner claims tasks from the store and hands them to an executor; the executor runs
-:func:`dmic_core.jobs.tasks.execute_task` somewhere and reports back which tasks ended and how.
-``local`` keeps ``workers`` long-lived processes on this machine (each caches the last volume it
-segmented); a Ray executor (issue 7) implements the same four methods with remote tasks.
+The runner claims tasks from the store and hands them to an executor (:class:`~dmic_core.jobs.executor.Executor`);
+the executor runs :func:`dmic_core.jobs.tasks.execute_task` somewhere and reports back which tasks
+ended and how. ``local`` (:mod:`dmic_core.jobs.local_executor`) keeps worker processes on this
+machine; ``ray`` (:mod:`dmic_core.jobs.ray_executor`) makes each task a Ray remote call and is
+imported only when asked for.
 """
 
 from __future__ import annotations
 
-import abc
-import multiprocessing as mp
 import os
-import signal
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a task left the executor.
-
-    ``status`` is what the task recorded itself (done / failed / queued / cancelled), or
-    ``"died"`` when its process ended without recording anything (``reason`` says how).
-    """
-
-    task_id: int
-    status: str
-    reason: str = ""
-
-
-class Executor(abc.ABC):
-    """Runs claimed tasks; at most :attr:`slots` at once."""
-
-    name: str = ""
-
-    def __init__(self, workspace: str | Path, workers: int) -> None:
-        self.workspace = str(workspace)
-        self.slots = max(1, int(workers))
-
-    @abc.abstractmethod
-    def submit(self, task: dict[str, Any]) -> None:
-        """Start a claimed task (only called while :meth:`free` > 0)."""
-
-    @abc.abstractmethod
-    def poll(self, timeout: float = 0.0) -> list[Outcome]:
-        """Tasks that ended since the last call (waits up to ``timeout`` s for the first one)."""
-
-    @abc.abstractmethod
-    def running(self) -> set[int]:
-        """Ids of the tasks now running here."""
-
-    @abc.abstractmethod
-    def kill(self, task_id: int) -> None:
-        """Stop a task hard (its next :meth:`poll` reports it ``died``)."""
-
-    def free(self) -> int:
-        return self.slots - len(self.running())
-
-    def shutdown(self) -> None:
-        """Stop the workers (running tasks are interrupted and requeued by the next runner)."""
-
-
-# --- local processes --------------------------------------------------------------------------
-
-def _worker_main(workspace: str, conn: Connection, threads: int) -> None:
-    """A worker process: run the tasks it is sent, one at a time, until told to stop."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when workers stop
-    from dmic_core.jobs.tasks import execute_task
-
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        status = execute_task(workspace, task)
-        try:
-            conn.send((int(task["id"]), status))
-        except (BrokenPipeError, OSError):
-            return
-
-
-@dataclass
-class _Slot:
-    process: Any
-    conn: Connection
-    task_id: int | None = None
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "worker process vanished"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"worker process was killed ({name})"
-    return f"worker process exited with status {exitcode}"
-
-
-class LocalExecutor(Executor):
-    """``workers`` processes on this machine, started with ``spawn`` and restarted when they die."""
-
-    name = "local"
-
-    def __init__(self, workspace: str | Path, workers: int) -> None:
-        super().__init__(workspace, workers)
-        self._ctx = mp.get_context("spawn")
-        self._threads = max(1, (os.cpu_count() or 1) // self.slots)
-        self._slots: list[_Slot] = []
-
-    def _start_slot(self) -> _Slot:
-        parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(self.workspace, child, self._threads),
-                                    name="dmic-job-worker", daemon=True)
-        process.start()
-        child.close()
-        slot = _Slot(process, parent)
-        self._slots.append(slot)
-        return slot
-
-    def submit(self, task: dict[str, Any]) -> None:
-        idle = next((s for s in self._slots if s.task_id is None and s.process.is_alive()), None)
-        if idle is None:
-            if len(self._slots) >= self.slots:
-                raise RuntimeError("no free worker")
-            idle = self._start_slot()
-        idle.task_id = int(task["id"])
-        idle.conn.send(task)
-
-    def running(self) -> set[int]:
-        return {s.task_id for s in self._slots if s.task_id is not None}
-
-    def worker_pids(self) -> dict[int, int]:
-        """Task id -> worker process id (for tests and the runner's log)."""
-        return {s.task_id: s.process.pid for s in self._slots if s.task_id is not None}
-
-    def poll(self, timeout: float = 0.0) -> list[Outcome]:
-        busy = [s for s in self._slots if s.task_id is not None]
-        if busy and timeout > 0:
-            wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout)
-        outcomes: list[Outcome] = []
-        for slot in list(self._slots):
-            if slot.task_id is not None and slot.conn.poll():
-                try:
-                    task_id, status = slot.conn.recv()
-                    outcomes.append(Outcome(task_id, status))
-                    slot.task_id = None
-                    continue
-                except (EOFError, OSError):
-                    pass
-            if not slot.process.is_alive():
-                slot.process.join(0)
-                if slot.task_id is not None:
-                    outcomes.append(Outcome(slot.task_id, "died", describe_exit(slot.process.exitcode)))
-                slot.conn.close()
-                self._slots.remove(slot)
-        return outcomes
-
-    def kill(self, task_id: int) -> None:
-        for slot in self._slots:
-            if slot.task_id == task_id and slot.process.is_alive():
-                slot.process.kill()
-
-    def shutdown(self) -> None:
-        for slot in self._slots:
-            try:
-                slot.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for slot in self._slots:
-            slot.process.join(2.0 if slot.task_id is None else 0.1)
-            if slot.process.is_alive():
-                slot.process.kill()
-                slot.process.join(2.0)
-        self._slots.clear()
+from dmic_core.jobs.executor import Executor
+from dmic_core.jobs.local_executor import LocalExecutor
 
 
 def _ray_executor(workspace: str | Path, workers: int, **options: Any) -> Executor:

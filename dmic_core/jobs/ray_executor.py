@@ -1,7 +1,7 @@
 """The ``ray`` executor: the same four methods as ``local``, with each task a Ray remote call.
 
 Ray is the distributed engine (scheduling, worker processes, node failures); this module only
-adapts it to :class:`~dmic_core.jobs.executors.Executor`. A remote call runs the very same
+adapts it to :class:`~dmic_core.jobs.executor.Executor`. A remote call runs the very same
 :func:`dmic_core.jobs.tasks.execute_task` as a local worker, so it settles its own task in the
 SQLite store and writes its outputs under a temporary name before renaming them: every Ray
 worker must therefore see the workspace and the input files at the same paths (one machine, or
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dmic_core.jobs.executors import Executor, Outcome
+from dmic_core.jobs.executor import Executor, Outcome
 
 #: Object store of a local runtime: tasks pass a small dict and return a word, so keep it small.
 LOCAL_OBJECT_STORE_BYTES = 128 << 20

@@ -24,7 +24,8 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from dmic_core.jobs.executors import EXECUTORS, Executor, default_workers
+from dmic_core.jobs.executor import Executor
+from dmic_core.jobs.executors import EXECUTORS, default_workers
 from dmic_core.jobs.store import JobStore, pid_alive
 from dmic_core.jobs.tasks import remove_stale_partials
 
