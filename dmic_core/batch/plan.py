@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from dmic_core.batch.dataset import VolumeEntry
+from dmic_core.datasets.discovery import VolumeEntry
 from dmic_core.errors import DmicInputError
 from dmic_core.jobs import JobStore, TaskSpec
 from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES, default_specs

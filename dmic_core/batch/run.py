@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dmic_core.batch.aggregate import write_reports
-from dmic_core.batch.dataset import VolumeEntry, discover
 from dmic_core.batch.plan import BatchConfig, submit, validate
 from dmic_core.batch.progress import StoreProgress
+from dmic_core.datasets.discovery import VolumeEntry, discover
 from dmic_core.jobs import JobStore, Runner, RunnerBusy, default_workers, runner_alive
 
 #: Seconds between two redraws of the progress bar.

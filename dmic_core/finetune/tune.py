@@ -209,7 +209,7 @@ def _write_status(out: Path, payload: dict[str, Any]) -> None:
 
 def discover_cases(data: str | Path) -> dict[str, tuple[str, str | None]]:
     """``case_id -> (image, label)`` of an ImageCAS-layout folder or dataset CSV."""
-    from dmic_core.batch.dataset import discover
+    from dmic_core.datasets.discovery import discover
 
     return {e.case_id: (e.image, e.label) for e in discover(data)}
 

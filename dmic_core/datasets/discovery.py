@@ -1,4 +1,5 @@
-"""What a batch runs on: the volumes of a dataset, from an ImageCAS-layout folder or a CSV.
+"""The volumes of a dataset, from an ImageCAS-layout folder or a CSV: what a batch runs on and
+what few-shot tuning splits.
 
 Discovery only looks at names and existence (cheap for 1000 volumes); the contents are checked
 by the task that reads them, so one corrupt volume fails its own tasks and not the batch.
