@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from dmic_core.agents.dmic import DMICAgents
     from dmic_core.agents.policies import count_parameters
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
 
     vol, label = generate_phantom(5950, n_slices=args.frames, size=args.size)
     agents = DMICAgents.load(args.checkpoint) if args.checkpoint else DMICAgents(args.space)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmic_core.batch import BatchConfig, run_batch  # noqa: E402
-from dmic_core.data.phantom import generate_phantom, write_imagecas_pair  # noqa: E402
+from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair  # noqa: E402
 from dmic_core.jobs import JobStore  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """How close are the synthetic CCTA phantoms to real contrast CT? HU statistics, noise, a figure.
 
-Compares phantoms (``dmic_core.data.phantom``) with the real arterial-phase CTA crop in
+Compares phantoms (``dmic_core.datasets.phantom``) with the real arterial-phase CTA crop in
 ``../shared/data/cta-aorta-crop`` (1.5 mm, TotalSegmentator aorta masks on the same grid):
 
 * HU percentiles of the whole volume and of tissue classes. The real crop has no masks for
@@ -34,7 +34,7 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dmic_core.data.phantom import TISSUE_CLASSES, PhantomConfig, render_phantom  # noqa: E402
+from dmic_core.datasets.phantom import TISSUE_CLASSES, PhantomConfig, render_phantom  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_REAL = ROOT.parent / "shared" / "data" / "cta-aorta-crop"

@@ -12,7 +12,7 @@ EXAMPLE_SLICES = 48
 
 def make_example() -> None:
     """Generate a small phantom (volume + vessel label) into the workspace and make it current."""
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
     from dmic_core.io import save_nifti
 
     folder = workspace() / "example"

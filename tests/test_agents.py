@@ -210,7 +210,7 @@ TINY = ActionSpace("tiny", qp_i=(30,), fg_offsets=(0, 2), bg_offsets=(2, 6))
 def tiny_env():
     from dmic_core.agents.env import ClipCache, RealEnv
     from dmic_core.agents.source_task import LumenThresholdSegmenter
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
     from dmic_core.evaluation import make_reference
 
     vol, _ = generate_phantom(5990, n_slices=3, size=192)

@@ -20,7 +20,7 @@ import pytest
 from dmic_core.batch import BatchConfig, discover, run_batch
 from dmic_core.batch.plan import plan_tasks
 from dmic_core.cli import main as dmic_main
-from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.errors import DmicInputError
 
 ROOT = Path(__file__).resolve().parents[1]

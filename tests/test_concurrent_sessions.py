@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.jobs import JobStore, runner_alive, stop_runner
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ import pytest
 
 from dmic_core.batch import BatchConfig, run_batch
 from dmic_core.cli import main as dmic_main
-from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.jobs import JobStore
 from polling import wait_for
 

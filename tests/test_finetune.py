@@ -57,7 +57,7 @@ def fake_cache(hu: np.ndarray, label: np.ndarray, space: str = "paper"):
 
 
 def tiny_dataset(folder: Path, seeds=range(9100, 9104), n_slices: int = 6, size: int = 128) -> Path:
-    from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+    from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 
     for s in seeds:
         if not (folder / f"phantom-{s}.img.nii.gz").is_file():
@@ -139,7 +139,7 @@ def test_strategy_freezes_exactly_what_it_says(strategy):
     the strategy's modules, each of those modules changed, count = the documented one."""
     from dmic_core.agents.a2c import A2CConfig, A2CTrainer, TrainClip
     from dmic_core.agents.dmic import DMICAgents
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
 
     vol, lab = generate_phantom(9200, n_slices=3, size=128)
     torch.manual_seed(0)

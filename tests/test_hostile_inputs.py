@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from dmic_core.cli import main as dmic_main
-from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume
 from dmic_core.io.readers import MAX_ZIP_UNCOMPRESSED_BYTES

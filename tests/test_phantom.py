@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dmic_core.cli import main as dmic_main
-from dmic_core.data.phantom import (
+from dmic_core.datasets.phantom import (
     TISSUE_CLASSES,
     PhantomConfig,
     PhantomResult,

@@ -114,7 +114,7 @@ def test_shipped_weights_load_and_are_small():
 @pytest.fixture(scope="module")
 def phantom_slab():
     """16 frames through the coronary tree of a held-out phantom (Volume, label)."""
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
 
     volume, label = generate_phantom(TEST_SEED, n_slices=20)  # mid-heart: the anatomy is centred
     return volume.slab(2, 18), (label[2:18] > 0).astype(np.uint8)

@@ -1,7 +1,7 @@
 """Pretraining on the source domain, and real-encode evaluation of agents.
 
 Source domain (the stand-in for HRLVSC's natural-video pretraining): synthetic CCTA phantoms
-(:func:`dmic_core.data.phantom.generate_phantom`, seeds 5000+, disjoint from the segmenter's
+(:func:`dmic_core.datasets.phantom.generate_phantom`, seeds 5000+, disjoint from the segmenter's
 1000-3009) with a *different task*, large enhanced-structure segmentation by
 :class:`~dmic_core.agents.source_task.LumenThresholdSegmenter`. Its masks (blood pool,
 chambers, aorta: large smooth regions in over half of the CTUs) are what the agents see and
@@ -71,7 +71,7 @@ def source_clip(seed: int, n_slices: int = 9, size: int = 512,
     pixel scale; random positions mix heart (mostly foreground) and lung/wall/spine (background)
     CTUs. The frame agent sees 1/4 instead of 1/8 downsampled frames.
     """
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
 
     vol, label = generate_phantom(int(seed), n_slices=n_slices, size=size)
     if crop is None or crop >= min(vol.shape[1:]):

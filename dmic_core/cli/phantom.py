@@ -37,7 +37,7 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
-    from dmic_core.data.phantom import generate_phantom, write_imagecas_pair
+    from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 
     _check(args)
     cases = []

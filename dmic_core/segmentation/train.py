@@ -1,6 +1,6 @@
 """Train the built-in 2.5-D U-Net on labelled CCTA volumes (synthetic phantoms or ImageCAS).
 
-Data: generated phantoms (``dmic_core.data.phantom``) for a seed range, cached once as ``.npy``
+Data: generated phantoms (``dmic_core.datasets.phantom``) for a seed range, cached once as ``.npy``
 files (memory-mapped while training), or every ``{id}.img.nii.gz`` / ``{id}.label.nii.gz`` pair
 of an ImageCAS-layout folder.
 
@@ -59,16 +59,20 @@ class LabelledVolume:
 # --------------------------------------------------------------------------------------- data
 @functools.lru_cache(maxsize=1)
 def _phantom_code_tag() -> str:
-    """Short hash of the phantom generator's source, so a changed generator misses the cache."""
-    from dmic_core.data import phantom
+    """Short hash of the phantom generator's source (every module of its package), so a changed
+    generator misses the cache."""
+    from dmic_core.datasets import phantom
 
-    return hashlib.sha256(Path(phantom.__file__).read_bytes()).hexdigest()[:10]
+    digest = hashlib.sha256()
+    for path in sorted(Path(phantom.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def phantom_volume(seed: int, cache_dir: str | Path | None = DEFAULT_CACHE, size: int = 512,
                    n_slices: int | None = None) -> LabelledVolume:
     """The phantom for ``seed`` (generated once, then read memory-mapped from the cache)."""
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
 
     if cache_dir is None:
         vol, label = generate_phantom(seed, n_slices=n_slices, size=size)

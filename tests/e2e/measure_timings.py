@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
     from dmic_core.io import save_nifti
 
     tmp = Path(tempfile.mkdtemp(prefix="dmic_timing_"))

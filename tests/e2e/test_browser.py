@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def phantom_files(tmp_path_factory):
-    from dmic_core.data.phantom import generate_phantom
+    from dmic_core.datasets.phantom import generate_phantom
     from dmic_core.io import save_nifti
 
     folder = tmp_path_factory.mktemp("phantom")
