@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dmic_core.app_actions import start_app_runner
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume  # imported with the page, not on the first upload
-from dmic_core.jobs import JobStore, default_workers, ensure_runner, runner_alive
+from dmic_core.jobs import JobStore, default_workers, runner_alive
 
 _WS_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 IMAGE_TYPES = ["nii", "gz", "zip", "nrrd", "mha"]
@@ -222,7 +223,7 @@ def store() -> JobStore:
 
 
 def start_runner() -> None:
-    ensure_runner(jobs_dir(), idle_exit=300.0)
+    start_app_runner(jobs_dir())
 
 
 def runner_running() -> bool:

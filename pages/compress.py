@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dmic_core.jobs import TaskSpec
+from dmic_core.app_actions import start_compress_job
 from pages._common import (codec_probe, fmt_seconds, init_state, method_probe, my_jobs, require_volume,
                            runner_running, segmenter_probe, start_runner, store, workers, workspace)
 
@@ -27,19 +27,6 @@ def agent_choices() -> dict[str, str]:
     for name, path, text in shipped_agents():
         choices[f"{name}: {text}"] = str(path)
     return choices
-
-
-def build_tasks(job_dir, current: dict, methods: list[str], qps: list[float], lambdas: list[float],
-                setup: dict, segmenter: str, agents: str | None = None) -> list[TaskSpec]:
-    """One task per (method, setting), via the sweep's own point list; ``agents``: DMIC's checkpoint
-    (one of :func:`agent_choices`; None: the sweep's default agents)."""
-    from dmic_core.sweep import default_specs
-
-    params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
-    specs = default_specs(methods, qps, lambdas)
-    return [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
-                     {**params, "options": {"agents": agents}} if agents and s.method == "dmic" else params)
-            for s in specs]
 
 
 def settings(current: dict) -> None:
@@ -87,18 +74,10 @@ def settings(current: dict) -> None:
         return
     setup = {"codec": codec, "bit_depth": int(bit_depth),
              "window": [-1024.0, 3072.0] if int(bit_depth) >= 10 else None}
-    import uuid
-
-    job_id = uuid.uuid4().hex[:16]
-    job_dir = workspace() / "jobs" / job_id
-    tasks = build_tasks(job_dir, current, methods, sorted(qps), sorted(lambdas), setup, segmenter,
-                        choices.get(agents_label))
-    store().create_job(st.session_state.ws_id, tasks, job_id=job_id, title=f"{', '.join(methods)} on {current['name']}"[:120],
-                       params={"image": current["image"], "label": current.get("label"), "name": current["name"],
-                               "segmenter": segmenter, "setup": setup, "methods": methods})
-    start_runner()
+    job_id, n_tasks = start_compress_job(store(), st.session_state.ws_id, workspace(), current, methods, qps,
+                                         lambdas, setup, segmenter, choices.get(agents_label))
     st.session_state.last_job = job_id
-    st.toast(f"Job started: {len(tasks)} rate points")
+    st.toast(f"Job started: {n_tasks} rate points")
 
 
 def job_card(job: dict) -> None:

@@ -7,14 +7,13 @@ log, cancels it (a file the process polls) and lets later jobs use its checkpoin
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
 import streamlit as st
 
-from pages._common import (current_volume, fmt_seconds, init_state, segmenter_probe, start_runner, store,
-                           workspace)
+from dmic_core.app_actions import start_comparison_job, start_finetune_run
+from pages._common import current_volume, fmt_seconds, init_state, segmenter_probe, store, workspace
 
 K = "ft_"
 STRATEGY_HELP = {
@@ -80,23 +79,9 @@ def data_section() -> dict | None:
 
 
 def start_run(data: dict, strategy: str, shots: int, iterations: int, val_volumes: int = 0) -> None:
-    from dmic_core.finetune import FinetuneConfig
-    from dmic_core.finetune.background import start
-
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
-    out = ft_dir() / "runs" / run_id / "agents.pt"
-    pre: list[list[str]] = []
-    if data["kind"] == "phantoms":
-        folder = ft_dir() / "data" / f"phantoms-{data['seed']}-{data['count']}-{data['slices']}"
-        pre.append(["phantom", "--seed", str(data["seed"]), "--count", str(data["count"]), "--slices",
-                    str(data["slices"]), "--out", str(folder)])
-    elif data["kind"] == "upload":
-        folder = save_pairs(data["images"], data["labels"])
-    else:
-        folder = Path(data["path"])
-    cfg = FinetuneConfig(data=str(folder), shots=shots, strategy=strategy, iterations=iterations,
-                         val_volumes=val_volumes)
-    start(cfg, out, before=pre)
+    if data["kind"] == "upload":
+        data = {"kind": "folder", "path": str(save_pairs(data["images"], data["labels"]))}
+    out = start_finetune_run(ft_dir(), data, strategy, shots, iterations, val_volumes)
     st.session_state[K + "last"] = str(out)
     st.toast(f"Fine-tuning started ({strategy}, {shots}-shot, {iterations} iterations)")
 
@@ -155,27 +140,6 @@ def curves(out: Path):
     return fig
 
 
-def comparison_job(checkpoint: Path, current: dict) -> str:
-    """A DMIC-vs-HEVC job on the current volume with this checkpoint (via the job store)."""
-    from dmic_core.jobs import TaskSpec
-    from dmic_core.sweep import default_specs
-
-    job_id = uuid.uuid4().hex[:16]
-    job_dir = workspace() / "jobs" / job_id
-    params = {"label": current.get("label"), "segmenter": "builtin", "setup": {"codec": "x265", "bit_depth": 12},
-              "options": {"agents": str(checkpoint)}}
-    specs = default_specs(["hevc", "dmic"], [22, 27, 32, 37, 42], [0.0, 1.0, 10.0, 100.0])
-    tasks = [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
-                      params) for s in specs]
-    store().create_job(st.session_state.ws_id, tasks, job_id=job_id,
-                       title=f"dmic (tuned {checkpoint.parent.name}), hevc on {current['name']}"[:120],
-                       params={"image": current["image"], "label": current.get("label"), "name": current["name"],
-                               "segmenter": "builtin", "setup": params["setup"], "methods": ["hevc", "dmic"],
-                               "agents": str(checkpoint)})
-    start_runner()
-    return job_id
-
-
 def run_card(out: Path, active_ckpt: str | None) -> None:
     from dmic_core.finetune import FinetuneConfig, request_cancel
     from dmic_core.finetune.background import run_state, set_active_checkpoint, start
@@ -221,7 +185,7 @@ def run_card(out: Path, active_ckpt: str | None) -> None:
             current = current_volume()
             if current and b4.button("Compare on current volume", key=K + "job_" + out.parent.name,
                                      help="a DMIC-vs-HEVC job on the current volume with this checkpoint"):
-                job = comparison_job(out, current)
+                job = start_comparison_job(store(), st.session_state.ws_id, workspace(), out, current)
                 st.toast(f"Job {job} started: see Compress / Curves")
 
 

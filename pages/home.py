@@ -12,14 +12,9 @@ EXAMPLE_SLICES = 48
 
 def make_example() -> None:
     """Generate a small phantom (volume + vessel label) into the workspace and make it current."""
-    from dmic_core.datasets.phantom import generate_phantom
-    from dmic_core.io import save_nifti
+    from dmic_core.app_actions import write_example_phantom
 
-    folder = workspace() / "example"
-    folder.mkdir(parents=True, exist_ok=True)
-    volume, label = generate_phantom(EXAMPLE_SEED, n_slices=EXAMPLE_SLICES)
-    image = save_nifti(volume, volume.hu, folder / "image.nii.gz")
-    label_path = save_nifti(volume, label.astype("uint8"), folder / "label.nii.gz")
+    image, label_path = write_example_phantom(workspace() / "example", EXAMPLE_SEED, EXAMPLE_SLICES)
     set_current(image, label_path, f"example phantom (seed {EXAMPLE_SEED}, {EXAMPLE_SLICES} slices)", "phantom label")
 
 
