@@ -2,8 +2,10 @@
 
 Packages by concern (as CompressAI): ``io`` (volumes in and out), ``transforms`` (HU <-> codec
 samples), ``codecs`` (HEVC engines and QP facts), ``metrics`` (rate, fidelity, task accuracy,
-BD), ``data`` (synthetic CCTA), ``segmentation`` (the diagnosis task), ``agents`` (RL bit
-allocation), ``sweep``/``batch``/``jobs`` (running many points), ``cli`` (the ``dmic`` command).
+BD), ``datasets`` (dataset folders, synthetic CCTA), ``segmentation`` (the diagnosis task),
+``agents`` (RL bit allocation), ``sweep``/``batch``/``jobs`` (running many points), ``cli`` (the
+``dmic`` command) and ``app_actions`` (the web app's actions). ``docs/architecture.md`` draws
+the layers.
 """
 
 import os as _os
