@@ -1,10 +1,12 @@
 """Speed, size and quality of the codec backends on real CT, to choose x265's default preset.
 
-Codes 33 axial slices of /work/shared/data/cta-aorta-crop/ct.nii.gz, resampled in-plane to
-512x512 (linear) and mapped to 12-bit samples (HU -1024..3071 -> 0..4095), with the paper's
+Codes 33 axial slices of ``cta-aorta-crop/ct.nii.gz`` in the shared data folder
+(:func:`dmic_core.defaults.shared_data_dir`: ``$DMIC_SHARED_DATA``, else ``../shared/data``),
+resampled in-plane to 512x512 (linear) and mapped to 12-bit samples by the library's
+``SampleMapping`` (HU -1024..3071 -> 0..4095), with the paper's
 frame QPs (``dmic_frame_qps``) at paper QP_I 22/27/32/37 (coded QP = paper QP + 12, clipped
 to 51), with and without a random per-CTU offset map in {-2, 0, 2, 4, 6, 8}. For each x265
-preset it reports seconds per frame, total encode seconds, bits, PSNR (12-bit peak) and peak
+preset it reports seconds per frame, total encode seconds, bits, PSNR (peak 4095, the library's) and peak
 memory, and the BD-rate (PSNR, pchip) against x265 veryslow, a stand-in for HM's quality; HM runs
 side by side when installed (maps only with a map-capable HM).
 
@@ -28,12 +30,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dmic_core.defaults import REPO_ROOT, repo_relative, shared_data_dir
+from dmic_core.metrics.quality import psnr_from_sse
+from dmic_core.transforms.hu import SampleMapping
+
 RESULTS = Path(__file__).resolve().parent / "results"
-CT_PATH = Path("/work/shared/data/cta-aorta-crop/ct.nii.gz")
+CT_PATH = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
 PAPER_QP_I = (22, 27, 32, 37)
 MAP_VALUES = (-2, 0, 2, 4, 6, 8)
 BIT_DEPTH = 12
-WINDOW_HU = 4096.0
+MAPPING = SampleMapping(BIT_DEPTH)  # the default 12-bit window: one HU per level
+WINDOW_HU = MAPPING.window_hu
 
 
 def load_ct_frames(path: Path, n_frames: int, size: int = 512) -> np.ndarray:
@@ -45,13 +52,13 @@ def load_ct_frames(path: Path, n_frames: int, size: int = 512) -> np.ndarray:
     start = max(0, (hu.shape[2] - n_frames) // 2)
     slices = [hu[:, :, k].T for k in range(start, start + n_frames)]  # rows = y, cols = x
     frames = [zoom(s, (size / s.shape[0], size / s.shape[1]), order=1) for s in slices]
-    samples = np.clip(np.rint(np.stack(frames)), -1024, 3071) + 1024
-    return samples.astype(np.uint16)
+    return MAPPING.to_samples(np.rint(np.stack(frames)))
 
 
 def psnr(recon: np.ndarray, frames: np.ndarray) -> float:
-    mse = np.mean((recon.astype(np.float64) - frames.astype(np.float64)) ** 2)
-    return float(10 * np.log10((2**BIT_DEPTH - 1) ** 2 / max(mse, 1e-12)))
+    """PSNR of samples; one level is one HU here, so this is the library's HU PSNR."""
+    diff = recon.astype(np.float64) - frames.astype(np.float64)
+    return psnr_from_sse(float(np.sum(diff * diff)), diff.size)
 
 
 def _status_kb(field: str) -> int | None:
@@ -193,9 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "data": str(args.ct), "frames": n, "size": [height, width], "bit_depth": BIT_DEPTH,
+        "data": repo_relative(args.ct), "frames": n, "size": [height, width], "bit_depth": BIT_DEPTH,
         "threads": args.threads, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
-        "machine": platform.processor() or platform.machine(), "hm": hm_reason or "present",
+        "machine": platform.processor() or platform.machine(), "hm": (hm_reason or "present").replace(str(REPO_ROOT), "."),
         "rows": rows, "summary": summary,
     }, indent=1))
     print(f"wrote {args.out}")

@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dmic_core.datasets.phantom import TISSUE_CLASSES, PhantomConfig, render_phantom  # noqa: E402
+from dmic_core.defaults import shared_data_dir  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_REAL = ROOT.parent / "shared" / "data" / "cta-aorta-crop"
+DEFAULT_REAL = shared_data_dir() / "cta-aorta-crop"
 DEFAULT_FIGURE = ROOT / "docs" / "figures" / "phantom_vs_real.png"
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 WINDOW = (-200, 600)

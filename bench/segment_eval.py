@@ -24,9 +24,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pooled(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
-    v = tp / max(1, tp + fp + fn)
-    b = tn / max(1, tn + fp + fn)
-    return {"dice": 2 * tp / max(1, 2 * tp + fp + fn), "vessel_iou": v, "background_iou": b, "miou": (v + b) / 2}
+    from dmic_core.metrics.task import scores_from_counts
+
+    return scores_from_counts(tp, tp + fp, tp + fn, tp + fp + fn + tn)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

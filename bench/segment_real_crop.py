@@ -24,8 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
+from dmic_core.defaults import shared_data_dir
+
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_CROP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cta-aorta-crop"
+DEFAULT_CROP = shared_data_dir() / "cta-aorta-crop"
 STRUCTURES = ("aorta", "brachiocephalic_trunk", "common_carotid_artery_left")
 
 

@@ -191,13 +191,11 @@ def nearest_rate(points: pd.DataFrame, method: str, bpp: float) -> pd.Series | N
 
 
 def per_frame_accuracy(reference: np.ndarray, decoded_mask: np.ndarray) -> np.ndarray:
-    """Vessel IoU of each frame (NaN where neither mask has vessel)."""
-    ref = reference.reshape(reference.shape[0], -1) > 0
-    dec = decoded_mask.reshape(decoded_mask.shape[0], -1) > 0
-    inter = (ref & dec).sum(axis=1).astype(np.float64)
-    union = (ref | dec).sum(axis=1).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / union, np.nan)
+    """Vessel IoU of each frame (:func:`dmic_core.metrics.task.per_frame_scores`: 1.0 where neither
+    mask has vessel, the metrics' empty-mask convention)."""
+    from dmic_core.metrics.task import per_frame_scores
+
+    return per_frame_scores(decoded_mask, reference)["vessel_iou"]
 
 
 def zoom_crop(rgb: np.ndarray, zoom: float, center: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:

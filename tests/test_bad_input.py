@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dmic_core.defaults import shared_data_dir
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume, readers
 from dicom_helpers import dicom_slice
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = shared_data_dir()
 CT = DATA / "cta-aorta-crop" / "ct.nii.gz"
 AFFINE = np.diag([-0.5, -0.5, 1.0, 1.0])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -13,8 +12,9 @@ import pytest
 
 from dmic_core.cli import main
 from dmic_core.codecs.qp import ctu_grid_shape, dmic_frame_qps
+from dmic_core.defaults import shared_data_dir
 
-REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cta-aorta-crop" / "ct.nii.gz"
+REAL_CT = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
 pytestmark = pytest.mark.skipif(not REAL_CT.is_file(), reason=f"shared real CT not found at {REAL_CT}")
 
 

@@ -14,10 +14,11 @@ from nibabel import orientations as nio
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from dmic_core.defaults import shared_data_dir
 from dmic_core.errors import DmicInputError
 from dmic_core.io import find_imagecas_pairs, load_label, load_volume, save_image, save_nifti
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = shared_data_dir()
 CT = DATA / "cta-aorta-crop" / "ct.nii.gz"
 AORTA = DATA / "cta-aorta-crop" / "aorta.nii.gz"
 ENHANCED = DATA / "dicom" / "eCT_Supplemental.dcm"

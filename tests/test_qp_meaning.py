@@ -7,16 +7,15 @@ This is the fact ``dmic_core.codecs.qp.qp_shift`` rests on.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dmic_core.codecs.qp import paper_to_coded_qp
+from dmic_core.defaults import shared_data_dir
 from dmic_core.io import load_volume
 from dmic_core.pipeline import CodingSetup, code_volume
 
-REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cta-aorta-crop" / "ct.nii.gz"
+REAL_CT = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
 pytestmark = pytest.mark.skipif(not REAL_CT.is_file(), reason=f"shared real CT not found at {REAL_CT}")
 
 

@@ -51,7 +51,8 @@ import numpy as np
 from dmic_core.agents.spaces import PAPER, ActionSpace, get_space
 from dmic_core.codecs.qp import CTU_SIZE, ctu_grid_shape, dmic_frame_qps, p_frame_delta
 from dmic_core.evaluation import TaskReference, accuracy_drop, make_reference
-from dmic_core.metrics.task import segmentation_scores
+from dmic_core.metrics.quality import psnr_from_sse
+from dmic_core.metrics.task import scores_from_counts, segmentation_scores
 from dmic_core.pipeline import TASK_CODING, CodingSetup, code_volume
 from dmic_core.segmentation.base import Segmenter
 from dmic_core.volume import Volume
@@ -75,7 +76,7 @@ class Outcome:
         bits: coded bits; ``rate``: bits / reference bits; ``bpp``: bits per voxel.
         miou / vessel_iou / dice: accuracy of the decoded clip's segmentation vs the reference.
         drop: accuracy drop D; ``reward``: ``-(rate + lambda * drop)``.
-        psnr_hu: PSNR over the HU range of the codec window (4096 HU).
+        psnr_hu: PSNR in HU (peak :data:`dmic_core.defaults.PSNR_PEAK_HU`, as every reported PSNR).
         source: ``"real"`` or ``"surrogate"``.
     """
 
@@ -107,22 +108,6 @@ def ctu_sums(x: np.ndarray) -> np.ndarray:
     return pad.reshape(n, rows, CTU_SIZE, cols, CTU_SIZE).sum(axis=(2, 4))
 
 
-def _psnr(sse: float, n: int, peak: float = 4096.0) -> float:
-    mse = sse / max(n, 1)
-    return float("inf") if mse <= 0 else float(10.0 * np.log10(peak * peak / mse))
-
-
-def _scores_from_counts(tp: np.ndarray, pc: np.ndarray, ref: int, n: int) -> tuple[np.ndarray, ...]:
-    """mIoU, vessel IoU and Dice from true-positive and predicted-positive counts (arrays)."""
-    tp = np.asarray(tp, dtype=np.float64)
-    pc = np.asarray(pc, dtype=np.float64)
-    union = pc + ref - tp
-    vessel = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
-    bg_union = n - tp
-    background = np.where(bg_union > 0, (n - union) / np.maximum(bg_union, 1), 1.0)
-    total = pc + ref
-    dice = np.where(total > 0, 2 * tp / np.maximum(total, 1), 1.0)
-    return 0.5 * (vessel + background), vessel, dice
 
 
 class RealEnv:
@@ -175,7 +160,7 @@ class RealEnv:
         diff = coded.recon.hu.astype(np.float64) - self.volume.hu.astype(np.float64)
         return Outcome(int(qp_i), float(lam), bits, rate, bits / self.volume.hu.size, scores["miou"],
                        scores["vessel_iou"], scores["dice"], drop, float(reward(rate, drop, lam)),
-                       _psnr(float(np.sum(diff * diff)), diff.size), "real",
+                       psnr_from_sse(float(np.sum(diff * diff)), diff.size), "real",
                        {"code": t1 - t0, "segment": t2 - t1})
 
 
@@ -328,13 +313,12 @@ class ClipCache:
             offsets = np.zeros((n, rows, cols), dtype=np.int32)
         bits, tp, pc, sse = self._gather(self.key_index(qp_i, offsets))
         total = float(bits.sum())
-        miou, vessel, dice = _scores_from_counts(tp.sum(), pc.sum(), self.ref_count, self.n_voxels)
-        drop = self.original_miou - float(miou)
+        scores = scores_from_counts(tp.sum(), pc.sum(), self.ref_count, self.n_voxels)
+        drop = self.original_miou - scores["miou"]
         rate = total / self.bits_ref
-        return Outcome(int(qp_i), float(lam), total, rate, total / self.n_voxels, float(miou), float(vessel),
-                       float(dice), drop, float(reward(rate, drop, lam)),
-                       _psnr(float(sse.sum()), self.n_voxels),
-                       "surrogate")
+        return Outcome(int(qp_i), float(lam), total, rate, total / self.n_voxels, scores["miou"],
+                       scores["vessel_iou"], scores["dice"], drop, float(reward(rate, drop, lam)),
+                       psnr_from_sse(float(sse.sum()), self.n_voxels), "surrogate")
 
     def ctu_rewards(self, qp_i: int, offsets: np.ndarray, lam: float, baseline_offset: int = 0
                     ) -> tuple[float, np.ndarray]:
@@ -350,10 +334,9 @@ class ClipCache:
         b, tp, pc, _ = self._gather(idx)
         b0, tp0, pc0, _ = self._gather(idx0)
         tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
-        miou, _, _ = _scores_from_counts(tot_tp, tot_pc, self.ref_count, self.n_voxels)
-        r = float(reward(tot_b / self.bits_ref, self.original_miou - float(miou), lam))
-        miou_cf, _, _ = _scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count,
-                                            self.n_voxels)
+        miou = scores_from_counts(tot_tp, tot_pc, self.ref_count, self.n_voxels)["miou"]
+        r = float(reward(tot_b / self.bits_ref, self.original_miou - miou, lam))
+        miou_cf = scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count, self.n_voxels)["miou"]
         r_cf = reward((tot_b - b + b0) / self.bits_ref, self.original_miou - miou_cf, lam)
         return r, (r - r_cf) * idx.size
 

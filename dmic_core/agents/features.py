@@ -4,7 +4,7 @@ Both states are stacks of small image planes, computed with a few tensor reducti
 33 x 512 x 512 clip turns into both states in a few tens of milliseconds:
 
 Frame agent (one state per clip): every frame downsampled 8x to 64 x 64, channels
-  0 CCTA-window intensity, 1 full-range intensity (what the codec sees), 2 local HU standard
+  0 CCTA-window intensity (``FEATURE_CCTA_WINDOW``), 1 full-range intensity (what the codec sees), 2 local HU standard
   deviation (texture, drives intra rate), 3 mask fraction, 4 mean |difference to the previous
   frame| (drives inter rate).
 CTU agent (one state per CTU and frame): the CTU's 64 x 64 pixels downsampled 4x to 16 x 16,
@@ -23,10 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dmic_core.codecs.qp import CTU_SIZE, ctu_grid_shape
-
-#: Windows (HU) of the two intensity channels.
-CCTA_WINDOW = (-200.0, 800.0)
-FULL_WINDOW = (-1024.0, 3072.0)
+from dmic_core.defaults import FEATURE_CCTA_WINDOW, FULL_WINDOW
 #: HU scales of the texture and temporal-difference channels.
 STD_SCALE = 200.0
 DIFF_SCALE = 100.0
@@ -36,13 +33,6 @@ CTU_THUMB = 16
 FRAME_CHANNELS = 5
 CTU_CHANNELS = 7
 LAMBDA_MAX = 100.0
-
-
-class FrameObs(NamedTuple):
-    """Frame-agent state of ``B`` clips: planes ``(B, F, 5, 64, 64)`` and lambda context ``(B,)``."""
-
-    planes: torch.Tensor
-    context: torch.Tensor
 
 
 class CTUObs(NamedTuple):
@@ -86,7 +76,7 @@ def _planes_from(mean: torch.Tensor, sq: torch.Tensor, diff: torch.Tensor,
                  mfrac: torch.Tensor) -> torch.Tensor:
     """Channels 0-4 from block moments: ``(F, 5, h, w)``."""
     std = (sq - mean * mean).clamp_(min=0.0).sqrt_()
-    lo, hi = CCTA_WINDOW
+    lo, hi = FEATURE_CCTA_WINDOW
     ccta = ((mean - lo) / (hi - lo)).clamp_(0.0, 1.0)
     lo, hi = FULL_WINDOW
     full = ((mean - lo) / (hi - lo)).clamp_(0.0, 1.0)
@@ -113,16 +103,6 @@ def clip_state(hu: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Te
         fp = F.interpolate(fp, size=(FRAME_SIZE, FRAME_SIZE), mode="area" if fp.shape[-1] > FRAME_SIZE
                            else "bilinear", **({} if fp.shape[-1] > FRAME_SIZE else {"align_corners": False}))
     return fp, base
-
-
-def frame_planes(hu: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-    """Frame-agent planes of one clip ``(F, 5, 64, 64)`` (any frame size; resized to 64 x 64)."""
-    return clip_state(hu, mask)[0]
-
-
-def frame_observation(hu: np.ndarray, mask: np.ndarray, lam: float) -> FrameObs:
-    """Frame-agent state of one clip (batch of one)."""
-    return FrameObs(frame_planes(hu, mask)[None], lambda_context([lam]))
 
 
 def ctu_base_planes(hu: np.ndarray, mask: np.ndarray) -> torch.Tensor:

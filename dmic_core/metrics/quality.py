@@ -1,7 +1,7 @@
 """Rate and HU fidelity of a decoded volume against its original.
 
-PSNR uses the whole 16-bit CT range as its peak: ``HU_MAX - HU_MIN = 4095`` HU, the span the
-12-bit mapping keeps whole, so PSNRs are comparable across bit depths and windows. Errors are
+PSNR uses :data:`dmic_core.defaults.PSNR_PEAK_HU` as its peak: ``HU_MAX - HU_MIN = 4095`` HU, the
+span the 12-bit mapping keeps whole, so PSNRs are comparable across bit depths and windows. Errors are
 measured on the HU values as given: voxels the mapping had to clip count as loss, because they
 are lost.
 """
@@ -13,10 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dmic_core.volume import HU_MAX, HU_MIN
-
-#: PSNR peak in HU (see module docstring).
-PSNR_PEAK_HU = float(HU_MAX - HU_MIN)
+from dmic_core.defaults import PSNR_PEAK_HU
 #: Bits per voxel of the uncompressed reference the compression ratio is taken against.
 RAW_BITS_PER_VOXEL = 16
 
@@ -40,8 +37,17 @@ def rate_stats(total_bits: int, shape: Sequence[int]) -> dict[str, float]:
 def psnr_hu(ref: np.ndarray, test: np.ndarray) -> float:
     """PSNR in dB with peak 4095 HU; ``inf`` for identical volumes."""
     diff = _diff(ref, test)
-    mse = float(np.mean(diff * diff)) if diff.size else 0.0
-    if mse == 0.0:
+    return psnr_from_sse(float(np.sum(diff * diff)), diff.size)
+
+
+def psnr_from_sse(sse: float, n: int) -> float:
+    """PSNR in dB of ``n`` voxels with summed squared HU error ``sse`` (peak 4095 HU; ``inf`` at 0).
+
+    The one PSNR formula: :func:`psnr_hu` and the agents' environment and surrogate (which only
+    keep summed errors per CTU) both use it.
+    """
+    mse = sse / n if n > 0 else 0.0
+    if mse <= 0.0:
         return math.inf
     return 10.0 * math.log10(PSNR_PEAK_HU**2 / mse)
 
@@ -73,4 +79,4 @@ def _diff(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
     return ref.astype(np.float64) - test.astype(np.float64)
 
 
-__all__ = ["PSNR_PEAK_HU", "RAW_BITS_PER_VOXEL", "hu_errors", "psnr_hu", "rate_stats"]
+__all__ = ["PSNR_PEAK_HU", "RAW_BITS_PER_VOXEL", "hu_errors", "psnr_from_sse", "psnr_hu", "rate_stats"]

@@ -233,11 +233,9 @@ def evaluate(net: UNet25D, volumes: Sequence[LabelledVolume], batch_size: int = 
             fp += int((pred & ~ref).sum())
             fn += int((~pred & ref).sum())
             tn += int((~pred & ~ref).sum())
-    dice = 2 * tp / max(1, 2 * tp + fp + fn)
-    vessel_iou = tp / max(1, tp + fp + fn)
-    background_iou = tn / max(1, tn + fp + fn)
-    return {"dice": dice, "vessel_iou": vessel_iou, "background_iou": background_iou,
-            "miou": 0.5 * (vessel_iou + background_iou)}
+    from dmic_core.metrics.task import scores_from_counts
+
+    return scores_from_counts(tp, tp + fp, tp + fn, tp + fp + fn + tn)
 
 
 # ------------------------------------------------------------------------------------ training

@@ -1,9 +1,10 @@
 """Hounsfield units <-> codec samples, and frame padding for the codec's size rules.
 
 A :class:`SampleMapping` is a uniform quantiser of a half-open HU window ``[lo, hi)`` onto the
-``2**bit_depth`` levels of the video samples. At 12 bits the default window is the whole 16-bit
-CT range, one HU per level, so coding is lossless up to the codec's own loss; at 8 and 10 bits
-the default is the paper's 1024-HU CCTA window. ``window_hu`` is what
+``2**bit_depth`` levels of the video samples. Its default window is
+:func:`dmic_core.defaults.default_window`: at 12 bits the whole 16-bit CT range, one HU per level,
+so coding is lossless up to the codec's own loss; at 8 and 10 bits the paper's 1024-HU CCTA
+window. Every path that codes HU (CLI, sweeps, batches, the app) goes through it. ``window_hu`` is what
 :func:`dmic_core.codecs.qp.qp_shift` needs to keep paper QPs meaning the same HU step.
 """
 
@@ -14,14 +15,7 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from dmic_core.volume import HU_MAX, HU_MIN
-
-#: Bit depths the codecs are driven at.
-BIT_DEPTHS = (8, 10, 12)
-#: Full CT range as a half-open window: 4096 HU, one level each at 12 bits.
-FULL_WINDOW = (float(HU_MIN), float(HU_MAX + 1))
-#: The paper's 1024-HU CCTA window (4 HU per 8-bit level), used by default below 12 bits.
-CCTA_WINDOW = (-200.0, 824.0)
+from dmic_core.defaults import BIT_DEPTHS, CCTA_WINDOW, FULL_WINDOW, default_window
 
 _INT16 = np.iinfo(np.int16)
 
@@ -32,7 +26,7 @@ class SampleMapping:
 
     Attributes:
         bit_depth: 8, 10 or 12.
-        window: ``(lo, hi)`` in HU, half-open; ``None`` picks the default for the bit depth.
+        window: ``(lo, hi)`` in HU, half-open; ``None`` picks :func:`~dmic_core.defaults.default_window`.
     """
 
     bit_depth: int = 12
@@ -43,7 +37,7 @@ class SampleMapping:
             raise ValueError(f"bit depth must be one of {BIT_DEPTHS}, got {self.bit_depth}")
         window = self.window
         if window is None:
-            window = FULL_WINDOW if self.bit_depth == 12 else CCTA_WINDOW
+            window = default_window(self.bit_depth)
         lo, hi = (float(w) for w in window)
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             raise ValueError(f"window must be finite with hi > lo, got {window}")
