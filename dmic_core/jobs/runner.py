@@ -36,6 +36,9 @@ LOG_NAME = "runner.log"
 CANCEL_GRACE_S = 15.0
 #: Seconds between checks for tasks whose worker is gone.
 RECOVER_INTERVAL_S = 5.0
+#: Seconds a starting runner keeps trying for a lock held by someone else (a probe holds it for
+#: microseconds; a runner for its whole life).
+LOCK_PROBE_GRACE_S = 2.0
 
 log = logging.getLogger("dmic.jobs")
 
@@ -45,13 +48,24 @@ class RunnerBusy(RuntimeError):
 
 
 def _take_lock(workspace: Path) -> IO[str]:
+    """Hold the workspace's runner lock, or raise :class:`RunnerBusy` when a runner holds it.
+
+    :func:`runner_alive` probes by taking the same lock for an instant, so a lock that is busy only
+    for :data:`LOCK_PROBE_GRACE_S` is a probe (several pages asking at once while this runner
+    starts), not a runner: without the grace a busy machine could leave queued work with no runner.
+    """
     workspace.mkdir(parents=True, exist_ok=True)
     fh = open(workspace / LOCK_NAME, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise RunnerBusy(str(workspace)) from None
+    deadline = time.monotonic() + LOCK_PROBE_GRACE_S
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                fh.close()
+                raise RunnerBusy(str(workspace)) from None
+            time.sleep(0.02)
     fh.seek(0)
     fh.truncate()
     fh.write(f"{os.getpid()}\n")

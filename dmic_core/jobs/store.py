@@ -7,7 +7,10 @@ reason, progress, the path of the finished ``result.json`` and a copy of its hea
 
 Several processes use the file at once (the app's script threads read, the runner claims and
 settles, worker processes write progress), so every write is a short transaction, claims use
-``BEGIN IMMEDIATE`` and each connection waits on a busy database instead of failing.
+``BEGIN IMMEDIATE`` and each connection waits on a busy database instead of failing. Timestamps
+(``created_at``, ``started_at``, ``finished_at``) are taken inside the write transaction, under its
+lock, so they order exactly like the transactions: the store's records show the order in which
+tasks were admitted and settled, whatever the load (the fairness tests read it from there).
 
 Task life cycle::
 
@@ -155,8 +158,8 @@ class JobStore:
         re-submits its whole list and finished tasks are kept, not redone).
         """
         job_id = job_id or uuid.uuid4().hex[:16]
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             con.execute("INSERT OR IGNORE INTO jobs (id, owner, title, params, created_at) VALUES (?,?,?,?,?)",
                         (job_id, owner, title, json.dumps(params or {}), now))
             start = con.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM tasks WHERE job_id=?",
@@ -192,8 +195,8 @@ class JobStore:
 
     def cancel_job(self, job_id: str) -> None:
         """Queued tasks become cancelled now; running ones see the flag at their next frame."""
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
             con.execute("UPDATE tasks SET status='cancelled', error='cancelled before it started', finished_at=?,"
                         " updated_at=? WHERE job_id=? AND status='queued'", (now, now, job_id))
@@ -202,8 +205,8 @@ class JobStore:
 
     def retry_failed(self, job_id: str) -> int:
         """Requeue the failed and cancelled tasks of a job (a fresh pair of attempts each)."""
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             con.execute("UPDATE jobs SET cancel_requested=0 WHERE id=?", (job_id,))
             cur = con.execute(
                 "UPDATE tasks SET status='queued', attempts=0, error=NULL, cancel_requested=0, progress_done=0,"
@@ -248,8 +251,8 @@ class JobStore:
         running tasks, oldest first. So concurrent sessions share the workers round-robin, even
         with a single worker, instead of queueing behind the first session's whole sweep.
         """
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             row = con.execute(
                 """WITH per_job AS (
                        SELECT job_id, SUM(status='running') AS running, MAX(started_at) AS last_start
@@ -290,8 +293,8 @@ class JobStore:
         return bool(row and row[0])
 
     def finish(self, task_id: int, result_path: str | Path, summary: dict[str, Any] | None = None) -> None:
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             con.execute("UPDATE tasks SET status='done', result_path=?, summary=?, error=NULL, finished_at=?,"
                         " updated_at=?, progress_done=MAX(progress_done, progress_total) WHERE id=? AND status='running'",
                         (str(result_path), json.dumps(summary or {}), now, now, task_id))
@@ -302,8 +305,8 @@ class JobStore:
         Returns the new status (``queued`` when it will be retried, else ``failed``).
         """
         reason = " ".join(str(reason).split())[:500] or "failed"
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             row = con.execute("SELECT attempts, max_attempts, status FROM tasks WHERE id=?", (task_id,)).fetchone()
             if row is None or row["status"] != "running":
                 return "" if row is None else row["status"]
@@ -314,16 +317,16 @@ class JobStore:
         return status
 
     def mark_cancelled(self, task_id: int, reason: str = "cancelled") -> None:
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             con.execute("UPDATE tasks SET status='cancelled', error=?, finished_at=?, updated_at=?, worker_pid=NULL"
                         " WHERE id=? AND status IN ('queued','running')", (reason, now, now, task_id))
 
     def requeue_interrupted(self, task_ids: Iterable[int]) -> int:
         """Put running tasks whose worker is gone back in the queue without spending an attempt."""
         n = 0
-        now = _now()
         with self._transaction() as con:
+            now = _now()
             for task_id in task_ids:
                 cur = con.execute(
                     "UPDATE tasks SET status=CASE WHEN cancel_requested=1 THEN 'cancelled' ELSE 'queued' END,"
