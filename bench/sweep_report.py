@@ -38,16 +38,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmic_core import sweep as sw  # noqa: E402
+from dmic_core.defaults import DEFAULT_AGENTS, LAMBDA_GRID, PRETRAINED_AGENTS, QP_GRID, shared_data_dir  # noqa: E402
 from dmic_core.pipeline import TASK_CODING  # noqa: E402
 
-REAL_CT = ROOT.parent / "shared" / "data" / "cta-aorta-crop" / "ct.nii.gz"
+REAL_CT = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
 #: Held-out phantom seeds: disjoint from the segmenter's (1000-3009), the agents' source domain
 #: (5001-5012, 5900-5901) and the fine-tuning data of issue 5 (9100+).
 PHANTOM_SEEDS = (7001, 7002, 7003)
 REAL_CT_SLICES = (60, 93)
 SLAB = 33
-BASE_METHODS = ("hevc", "linear", "exp", "square", "log", "sqrt", "ratecontrol", "dmic", "dmic-tuned", "dmic-extended",
-                "twolevel-ext", "gop8")
+#: The library's methods, then this report's own curves (other agents, reference rules).
+BASE_METHODS = (*sw.METHOD_NAMES, "dmic-tuned", "dmic-extended", "twolevel-ext", "gop8")
 #: Extended-space reference rule (not learned): offset 0 on every foreground CTU, the extended
 #: space's largest background offset elsewhere, QP_I = the setting (its GOP-8 P-frame rule).
 TWOLEVEL_EXT_BG = 20
@@ -288,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--volumes", default=",".join([f"phantom-{s}" for s in PHANTOM_SEEDS] + ["ct"]))
     p.add_argument("--methods", default=",".join(BASE_METHODS))
-    p.add_argument("--qps", default=",".join(str(q) for q in sw.DEFAULT_QPS))
-    p.add_argument("--lambdas", default="0,1,3,10,30,100")
-    p.add_argument("--paper-agents", default=str(ROOT / "assets" / "agents_pretrained.pt"),
+    p.add_argument("--qps", default=",".join(str(q) for q in QP_GRID))
+    p.add_argument("--lambdas", default=",".join(f"{v:g}" for v in LAMBDA_GRID))
+    p.add_argument("--paper-agents", default=str(ROOT / "assets" / PRETRAINED_AGENTS),
                    help="paper-space checkpoint of the method dmic (source-domain pretraining)")
-    p.add_argument("--tuned-agents", default=str(ROOT / "assets" / "agents_dmic.pt"),
+    p.add_argument("--tuned-agents", default=str(ROOT / "assets" / DEFAULT_AGENTS),
                    help="paper-space checkpoint of the method dmic-tuned (few-shot tuned on the target task)")
     p.add_argument("--extended-agents", default=str(ROOT / "assets" / "agents_extended.pt"))
     p.add_argument("--extra-agents", action="append", default=[], metavar="NAME=CHECKPOINT",

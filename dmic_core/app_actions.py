@@ -13,14 +13,14 @@ import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
+from dmic_core.defaults import COMPARISON_LAMBDAS, COMPARISON_QPS
 from dmic_core.jobs import JobStore, TaskSpec, ensure_runner
 
 #: The app's shared runner exits after this many idle seconds (a page restarts it when needed).
 RUNNER_IDLE_EXIT_S = 300.0
-#: What "Compare on current volume" of a fine-tuned checkpoint runs: DMIC against HEVC.
+#: What "Compare on current volume" of a fine-tuned checkpoint runs: DMIC against HEVC, at the
+#: rate points :data:`~dmic_core.defaults.COMPARISON_QPS` / ``COMPARISON_LAMBDAS``.
 COMPARISON_METHODS = ("hevc", "dmic")
-COMPARISON_QPS = (22, 27, 32, 37, 42)
-COMPARISON_LAMBDAS = (0.0, 1.0, 10.0, 100.0)
 COMPARISON_SETUP = {"codec": "x265", "bit_depth": 12}
 
 

@@ -12,12 +12,14 @@ import json
 import os
 from pathlib import Path
 
+from dmic_core.defaults import DEFAULT_AGENTS
+
 ASSETS_DIR = Path(os.environ.get("DMIC_ASSETS_DIR", Path(__file__).resolve().parent.parent / "assets"))
 MANIFEST = "manifest.json"
-#: The shipped agent checkpoints a user can choose for DMIC jobs, the default first (measured
-#: results in their model cards and ``docs/results/``).
+#: The shipped agent checkpoints a user can choose for DMIC jobs (measured results in their model
+#: cards and ``docs/results/``); which one is the default is :data:`dmic_core.defaults.DEFAULT_AGENTS`.
 SHIPPED_AGENTS = {
-    "agents_dmic.pt": "paper action space, tuned on coronary phantoms (default)",
+    "agents_dmic.pt": "paper action space, tuned on coronary phantoms",
     "agents_extended.pt": "extended action space (coarser background, lower PSNR), tuned on coronary phantoms",
     "agents_pretrained.pt": "paper action space, source-domain pretraining only",
 }
@@ -33,8 +35,10 @@ def asset_path(name: str) -> Path:
 
 
 def shipped_agents() -> list[tuple[str, Path, str]]:
-    """``(name, path, description)`` of the shipped agent checkpoints present, default first."""
-    return [(name, ASSETS_DIR / name, text) for name, text in SHIPPED_AGENTS.items() if (ASSETS_DIR / name).is_file()]
+    """``(name, path, description)`` of the shipped agent checkpoints present, the default first."""
+    names = sorted(SHIPPED_AGENTS, key=lambda n: n != DEFAULT_AGENTS)
+    return [(name, ASSETS_DIR / name, SHIPPED_AGENTS[name] + (" (default)" if name == DEFAULT_AGENTS else ""))
+            for name in names if (ASSETS_DIR / name).is_file()]
 
 
 def sha256(path: Path) -> str:
@@ -48,17 +52,6 @@ def sha256(path: Path) -> str:
 def load_manifest() -> dict[str, dict[str, str]]:
     path = ASSETS_DIR / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def register_asset(name: str, reproduce: str, card: str | None = None) -> None:
-    """Record (or update) an asset's checksum and reproducing command in the manifest."""
-    manifest = load_manifest()
-    manifest[name] = {"sha256": sha256(asset_path(name)), "reproduce": reproduce}
-    if card:
-        manifest[name]["card"] = card
-    tmp = ASSETS_DIR / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
-    os.replace(tmp, ASSETS_DIR / MANIFEST)
 
 
 def check_assets() -> list[str]:

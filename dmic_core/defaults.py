@@ -33,6 +33,11 @@ LAMBDA_GRID: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: finish in about a minute on two cores, a first answer before a full sweep.
 APP_QPS: tuple[int, ...] = QP_GRID[2::2]
 APP_LAMBDAS: tuple[float, ...] = (1.0, 10.0)
+#: What the Fine-tune page's "Compare on current volume" runs for a tuned checkpoint against HEVC:
+#: the grid without its two finest QPs (where mIoU has long saturated) and four lambdas spanning
+#: the range, nine encodes: a check of the checkpoint, not a full sweep.
+COMPARISON_QPS: tuple[int, ...] = QP_GRID[2:]
+COMPARISON_LAMBDAS: tuple[float, ...] = (0.0, 1.0, 10.0, 100.0)
 
 # --- HU windows of the sample mapping ------------------------------------------------------------
 
@@ -102,6 +107,6 @@ def repo_relative(path: str | Path) -> str:
     return str(path)
 
 
-__all__ = ["APP_LAMBDAS", "APP_QPS", "BIT_DEPTHS", "CCTA_WINDOW", "DEFAULT_AGENTS", "FEATURE_CCTA_WINDOW",
+__all__ = ["APP_LAMBDAS", "APP_QPS", "BIT_DEPTHS", "CCTA_WINDOW", "COMPARISON_LAMBDAS", "COMPARISON_QPS", "DEFAULT_AGENTS", "FEATURE_CCTA_WINDOW",
            "FULL_WINDOW", "LAMBDA_GRID", "PRETRAINED_AGENTS", "PSNR_PEAK_HU", "QP_GRID", "REPO_ROOT",
            "SHARED_DATA_ENV", "default_window", "repo_relative", "shared_data_dir"]

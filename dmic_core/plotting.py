@@ -6,10 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dmic_core.agents.handcrafted import HANDCRAFTED
+
+#: Legend names of the methods of :data:`dmic_core.sweep.METHOD_NAMES` (others show their own name).
 METHOD_LABELS = {
     "hevc": "HEVC constant QP", "dmic": "DMIC (RL agents)", "ratecontrol": "HEVC rate control",
-    "linear": "hand-crafted linear", "exp": "hand-crafted exp", "square": "hand-crafted square",
-    "log": "hand-crafted log", "sqrt": "hand-crafted sqrt",
+    **{kind: f"hand-crafted {kind}" for kind in HANDCRAFTED},
 }
 
 

@@ -7,21 +7,21 @@ the volume is really encoded and decoded, and the decoded volume is segmented an
 
 from __future__ import annotations
 
-import functools
 import json
 import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from dmic_core.agents.handcrafted import HANDCRAFTED, handcrafted_offsets
 from dmic_core.codecs.qp import PAPER_QP_I_MAX, PAPER_QP_I_MIN, dmic_frame_qps, hm_anchor_frame_qps
-from dmic_core.assets import ASSETS_DIR
+from dmic_core.defaults import LAMBDA_GRID, QP_GRID
 from dmic_core.evaluation import TaskReference, make_reference, task_accuracy
 from dmic_core.io import load_label, load_volume, save_nifti
 from dmic_core.metrics.bd import bd_quality, bd_rate, upper_envelope
@@ -29,12 +29,6 @@ from dmic_core.pipeline import TASK_CODING, CodingSetup, CodedVolume, code_volum
 from dmic_core.segmentation import Segmenter, load_segmenter
 from dmic_core.volume import Volume
 
-HANDCRAFTED = ("linear", "exp", "square", "log", "sqrt")
-METHOD_NAMES = ("hevc", "dmic", *HANDCRAFTED, "ratecontrol")
-DEFAULT_QPS = (12, 17, 22, 27, 32, 37, 42)
-DEFAULT_LAMBDAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
-#: Agent checkpoints tried in order when none is named: few-shot tuned, then pretrained.
-DEFAULT_AGENT_ASSETS = ("agents_dmic.pt", "agents_pretrained.pt")
 #: Nominal frame rate that turns a target rate in bits per frame into x265's kbps.
 RATE_CONTROL_FPS = 25.0
 
@@ -111,8 +105,6 @@ def _decide_hevc(case: Case, setting: float, setup: CodingSetup, **_: Any) -> De
 
 def _decide_handcrafted(kind: str) -> Callable[..., Decision]:
     def decide(case: Case, setting: float, setup: CodingSetup, **_: Any) -> Decision:
-        from dmic_core.agents.handcrafted import handcrafted_offsets
-
         start = time.perf_counter()
         qp_i = int(np.clip(int(setting), PAPER_QP_I_MIN, PAPER_QP_I_MAX))
         dqp = handcrafted_offsets(case.reference.roi, kind)
@@ -121,19 +113,11 @@ def _decide_handcrafted(kind: str) -> Callable[..., Decision]:
     return decide
 
 
-@functools.lru_cache(maxsize=4)
-def load_agents(checkpoint: str | None = None):
-    """The agents of ``checkpoint`` (default: the shipped tuned agents, else the pretrained ones)."""
-    from dmic_core.agents.dmic import DMICAgents
-    from dmic_core.assets import asset_path
-
-    if checkpoint is None:
-        names = [n for n in DEFAULT_AGENT_ASSETS if (ASSETS_DIR / n).is_file()]
-        checkpoint = str(asset_path(names[0] if names else DEFAULT_AGENT_ASSETS[0]))
-    return DMICAgents.load(checkpoint)
-
-
 def _decide_dmic(case: Case, setting: float, setup: CodingSetup, agents: str | None = None, **_: Any) -> Decision:
+    """The agents of checkpoint ``agents`` (default :data:`dmic_core.defaults.DEFAULT_AGENTS`; a
+    missing checkpoint is an error naming it, never a silent fallback to other agents)."""
+    from dmic_core.agents.inference import load_agents
+
     start = time.perf_counter()
     decision = load_agents(agents).decide(case.volume.hu, case.reference.roi, float(setting))
     return Decision(decision.frame_qps, decision.offsets, seconds=time.perf_counter() - start,
@@ -155,10 +139,14 @@ def _decide_ratecontrol(case: Case, setting: float, setup: CodingSetup, anchor_b
     return Decision(None, None, bitrate_kbps=kbps, seconds=time.perf_counter() - start, info=info)
 
 
+#: The method registry: every method name anywhere (CLI choices, the app, batches) is a key here.
 DECIDERS: dict[str, Callable[..., Decision]] = {
-    "hevc": _decide_hevc, "dmic": _decide_dmic, "ratecontrol": _decide_ratecontrol,
+    "hevc": _decide_hevc, "dmic": _decide_dmic,
     **{kind: _decide_handcrafted(kind) for kind in HANDCRAFTED},
+    "ratecontrol": _decide_ratecontrol,
 }
+#: Method names in display order: ``tuple(DECIDERS)``.
+METHOD_NAMES: tuple[str, ...] = tuple(DECIDERS)
 
 
 def run_point(case: Case, spec: PointSpec, *, setup: CodingSetup = TASK_CODING, out_dir: Path | None = None,
@@ -208,8 +196,8 @@ def write_point(out_dir: Path, case: Case, coded: CodedVolume, result: PointResu
     write_json(out_dir / "result.json", payload)
 
 
-def default_specs(methods: Iterable[str] = ("hevc", "dmic"), qps: Sequence[float] = DEFAULT_QPS,
-                  lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> list[PointSpec]:
+def default_specs(methods: Iterable[str] = ("hevc", "dmic"), qps: Sequence[float] = QP_GRID,
+                  lambdas: Sequence[float] = LAMBDA_GRID) -> list[PointSpec]:
     """The points of a sweep: QPs for QP-driven methods, lambdas for DMIC."""
     specs = []
     for method in methods:
@@ -331,7 +319,3 @@ def write_sweep(out_dir: Path, points: pd.DataFrame, meta: dict[str, Any] | None
     figure.write_html(str(tmp), include_plotlyjs=True)
     tmp.replace(paths["figure"])
     return paths
-
-
-def spec_dict(spec: PointSpec) -> dict[str, Any]:
-    return asdict(spec)

@@ -169,11 +169,9 @@ def method_probe() -> dict[str, str | None]:
         reason = None
         if method == "dmic":
             try:
-                from dmic_core import sweep
-                from dmic_core.assets import ASSETS_DIR
+                from dmic_core.assets import shipped_agents
 
-                names = getattr(sweep, "DEFAULT_AGENT_ASSETS", ())
-                if not any((ASSETS_DIR / n).is_file() for n in names):
+                if not shipped_agents():  # the page always passes the checkpoint chosen among these
                     reason = "no trained DMIC agents shipped yet (assets/)"
             except Exception as exc:  # noqa: BLE001
                 reason = f"DMIC agents unavailable ({exc.__class__.__name__})"

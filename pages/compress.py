@@ -6,13 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from dmic_core.agents.handcrafted import HANDCRAFTED
 from dmic_core.app_actions import start_compress_job
+from dmic_core.defaults import APP_LAMBDAS, APP_QPS, BIT_DEPTHS, LAMBDA_GRID, QP_GRID, default_window
 from pages._common import (codec_probe, fmt_seconds, init_state, method_probe, my_jobs, require_volume,
                            runner_running, segmenter_probe, start_runner, store, workers, workspace)
 
 K = "cmp_"
-QP_CHOICES = [12, 17, 22, 27, 32, 37, 42]
-LAMBDA_CHOICES = [0.0, 1.0, 3.0, 10.0, 30.0, 100.0]
 
 
 def agent_choices() -> dict[str, str]:
@@ -39,19 +39,21 @@ def settings(current: dict) -> None:
         default_methods = [m for m in ("dmic", "hevc") if m in usable_methods] or usable_methods[:1]
         methods = c1.multiselect("Methods", usable_methods, default=default_methods, key=K + "methods",
                                  help="DMIC: the RL agents; hevc: constant-QP HEVC (HM low-delay-P QPs); "
-                                      "linear/exp/square/log/sqrt: hand-crafted CTU maps; ratecontrol: x265 "
+                                      f"{'/'.join(HANDCRAFTED)}: hand-crafted CTU maps; ratecontrol: x265 "
                                       "rate control at the HEVC anchor's rate")
         codec_names = [c for c, r in codecs.items() if r is None] or ["x265"]
         codec = c2.selectbox("Codec", codec_names, key=K + "codec")
         c3, c4 = st.columns(2)
-        qps = c3.multiselect("Base QPs (HEVC, hand-crafted QP_I, rate-control anchors)", QP_CHOICES,
-                             default=[22, 32, 42], key=K + "qps")
-        lambdas = c4.multiselect("DMIC λ (rate-accuracy trade-off)", LAMBDA_CHOICES, default=[1.0, 10.0],
+        qps = c3.multiselect("Base QPs (HEVC, hand-crafted QP_I, rate-control anchors)", list(QP_GRID),
+                             default=list(APP_QPS), key=K + "qps")
+        lambdas = c4.multiselect("DMIC λ (rate-accuracy trade-off)", list(LAMBDA_GRID), default=list(APP_LAMBDAS),
                                  key=K + "lambdas")
         c5, c6 = st.columns(2)
-        bit_depth = c5.selectbox("Bit depth", [12, 10, 8], key=K + "bit_depth",
-                                 help="12 and 10 bits code HU −1024..3071 whole; 8 bits codes the 1024-HU CCTA "
-                                      "window only. A paper QP means the same HU step at every depth")
+        bit_depth = c5.selectbox("Bit depth", sorted(BIT_DEPTHS, reverse=True), key=K + "bit_depth",
+                                 help="HU window coded: " + "; ".join(
+                                     f"{b} bits {default_window(b)[0]:g}..{default_window(b)[1] - 1:g}"
+                                     for b in sorted(BIT_DEPTHS, reverse=True))
+                                      + ". A paper QP means the same HU step at every depth")
         seg_names = [s for s, r in segs.items() if r is None and (s != "gt" or current.get("label"))]
         if not seg_names:
             st.warning("No segmenter can score this volume: the built-in model is missing and there is no label.")
@@ -72,8 +74,7 @@ def settings(current: dict) -> None:
     if not methods or (not qps and any(m != "dmic" for m in methods)) or ("dmic" in methods and not lambdas):
         st.error("Choose at least one method and its rate points.")
         return
-    setup = {"codec": codec, "bit_depth": int(bit_depth),
-             "window": [-1024.0, 3072.0] if int(bit_depth) >= 10 else None}
+    setup = {"codec": codec, "bit_depth": int(bit_depth), "window": list(default_window(int(bit_depth)))}
     job_id, n_tasks = start_compress_job(store(), st.session_state.ws_id, workspace(), current, methods, qps,
                                          lambdas, setup, segmenter, choices.get(agents_label))
     st.session_state.last_job = job_id

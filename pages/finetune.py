@@ -16,13 +16,6 @@ from dmic_core.app_actions import start_comparison_job, start_finetune_run
 from pages._common import current_volume, fmt_seconds, init_state, segmenter_probe, store, workspace
 
 K = "ft_"
-STRATEGY_HELP = {
-    "a2c": "tune only the actor-critic heads (the paper's winner, ~2.8% of the parameters)",
-    "a2c_fc": "A2C heads + the fully connected layer", "full": "everything",
-    "adapterv1": "a new adapter on the FC layer only", "adapterv1_a2c": "FC adapter + A2C heads",
-    "adapter": "new adapters after actor and critic", "adapter_critic": "actor adapter + critic",
-    "pretrained": "no tuning (copies the pretrained agents; a baseline)",
-}
 
 
 def ft_dir() -> Path:
@@ -89,11 +82,11 @@ def start_run(data: dict, strategy: str, shots: int, iterations: int, val_volume
 def settings_form() -> None:
     data = data_section()
     with st.form(K + "form"):
-        from dmic_core.finetune import STRATEGY_NAMES
+        from dmic_core.agents.strategies import DEFAULT_STRATEGY, STRATEGIES, STRATEGY_NAMES
 
         c1, c2, c3 = st.columns(3)
-        strategy = c1.selectbox("Strategy", STRATEGY_NAMES, index=STRATEGY_NAMES.index("a2c"), key=K + "strategy",
-                                format_func=lambda s: f"{s}: {STRATEGY_HELP[s]}")
+        strategy = c1.selectbox("Strategy", STRATEGY_NAMES, index=STRATEGY_NAMES.index(DEFAULT_STRATEGY),
+                                key=K + "strategy", format_func=lambda s: f"{s}: {STRATEGIES[s].summary}")
         shots = c2.selectbox("Shots K (batch size K)", [1, 3, 5], key=K + "shots")
         iterations = c3.number_input("Iterations", 1, 5000, 1000, step=100, key=K + "iters",
                                      help="paper: 1000 (1-shot: ~10-30 min on 2 cores incl. the surrogate caches)")

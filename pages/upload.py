@@ -121,7 +121,9 @@ def viewer(current: dict) -> None:
         ctu_alpha = 0.0
         if mask_src != "none":
             g1, g2, g3, g4 = st.columns(4)
-            kinds = ["off", "two-level", "linear", "exp", "square", "log", "sqrt"]
+            from dmic_core.agents.handcrafted import HANDCRAFTED
+
+            kinds = ["off", "two-level", *HANDCRAFTED]
             kind = g1.selectbox("CTU QP-offset map", kinds, key=K + "ctu_kind")
             if kind == "two-level":
                 a = g2.number_input("Vessel CTUs ΔQP", -10, 10, 0, key=K + "fg")

@@ -372,9 +372,12 @@ def random_decision(space: ActionSpace, foreground: np.ndarray, rng: np.random.G
 
 def surrogate_error(volume: Volume, segmenter: Segmenter, reference: TaskReference, cache: ClipCache,
                     decisions: Sequence[tuple[int, np.ndarray]], lam: float = 10.0, *,
-                    setup: CodingSetup = TASK_CODING) -> list[dict[str, float]]:
-    """Surrogate vs real encode for each decision: rows of bits, mIoU, drop and reward, both ways."""
-    env = RealEnv(volume, segmenter, reference=reference, setup=setup, space=cache.space_name)
+                    setup: CodingSetup = TASK_CODING, space: ActionSpace | None = None) -> list[dict[str, float]]:
+    """Surrogate vs real encode for each decision: rows of bits, mIoU, drop and reward, both ways.
+
+    ``space``: the cache's action space when it is not a registered one (default: by its name).
+    """
+    env = RealEnv(volume, segmenter, reference=reference, setup=setup, space=space or cache.space_name)
     env._bits_ref = cache.bits_ref
     rows = []
     for qp_i, offsets in decisions:

@@ -69,13 +69,3 @@ def handcrafted_offsets(mask: np.ndarray, method: str, strength: float = 1.0,
     wanted = offset_curve(ratio, method, strength, ratio_saturation, space)
     return space.project_offsets(wanted, ratio > 0)
 
-
-def handcrafted_ctu_dqp(method: str, ratio: np.ndarray, strength: float = 1.0,
-                        ratio_saturation: float = DEFAULT_RATIO_SATURATION,
-                        space: ActionSpace | str = PAPER) -> np.ndarray:
-    """CTU QP offsets from precomputed mask ratios ``(F, rows, cols)``
-    (:func:`dmic_core.maps.ctu_mask_ratio`)."""
-    space = get_space(space)
-    ratio = np.asarray(ratio, dtype=np.float64)
-    wanted = offset_curve(ratio, method, strength, ratio_saturation, space)
-    return space.project_offsets(wanted, ratio > 0)

@@ -19,24 +19,56 @@ does it for both agents and gives each agent its own learning rate (paper: 1e-3 
 
 from __future__ import annotations
 
-from torch import nn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from dmic_core.agents.policies import PolicyAgent
+if TYPE_CHECKING:  # torch only where parameters are touched: the registry is read by argparse and the app
+    from torch import nn
 
-#: strategy -> (adapters to insert, dotted submodules to train)
-STRATEGIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "pretrained": ((), ()),
-    "a2c": ((), ("a2c",)),
-    "a2c_fc": ((), ("a2c", "fc")),
-    "full": ((), ("fe", "fc", "a2c")),
-    "adapterv1": (("fc",), ("adapters.fc",)),
-    "adapterv1_a2c": (("fc",), ("adapters.fc", "a2c")),
-    "adapter": (("actor", "critic"), ("adapters.actor", "adapters.critic")),
-    "adapter_critic": (("actor",), ("adapters.actor", "a2c.critic")),
+    from dmic_core.agents.policies import PolicyAgent
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What a tuning strategy inserts and trains, and how the CLI, the app and the tables name it.
+
+    Attributes:
+        adapters: adapters to insert (identity at insertion).
+        trained: dotted submodules to train; everything else is frozen.
+        paper_label: the paper's name (Fig. 1 a-h), used by the tables and figures.
+        summary: one line for people choosing a strategy (the Fine-tune page).
+    """
+
+    adapters: tuple[str, ...]
+    trained: tuple[str, ...]
+    paper_label: str
+    summary: str
+
+
+#: The registry: every strategy name anywhere (``dmic finetune --strategy``, the Fine-tune page,
+#: the experiments' variants) is a key of this dict, in the paper's order.
+STRATEGIES: dict[str, Strategy] = {
+    "pretrained": Strategy((), (), "(a) Pretrained", "no tuning (copies the pretrained agents; a baseline)"),
+    "a2c": Strategy((), ("a2c",), "(b) Tune A2C",
+                    "tune only the actor-critic heads (the paper's winner, ~2.8% of the parameters)"),
+    "a2c_fc": Strategy((), ("a2c", "fc"), "(c) Tune A2C & FC", "A2C heads + the fully connected layer"),
+    "full": Strategy((), ("fe", "fc", "a2c"), "(d) Tune Full Model", "everything"),
+    "adapterv1": Strategy(("fc",), ("adapters.fc",), "(e) Tune AdapterV1", "a new adapter on the FC layer only"),
+    "adapterv1_a2c": Strategy(("fc",), ("adapters.fc", "a2c"), "(f) Tune AdapterV1 & A2C", "FC adapter + A2C heads"),
+    "adapter": Strategy(("actor", "critic"), ("adapters.actor", "adapters.critic"), "(g) Tune Adapter",
+                        "new adapters after actor and critic"),
+    "adapter_critic": Strategy(("actor",), ("adapters.actor", "a2c.critic"), "(h) Tune Adapter & Critic",
+                               "actor adapter + critic"),
 }
+#: Strategy names in the paper's order: ``tuple(STRATEGIES)``.
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+#: What few-shot tuning tunes unless told otherwise: the paper's winner.
+DEFAULT_STRATEGY = "a2c"
 
 
 def _submodule(agent: nn.Module, dotted: str) -> nn.Module:
+    from torch import nn
+
     mod: nn.Module = agent
     for part in dotted.split("."):
         mod = mod[part] if isinstance(mod, nn.ModuleDict) else getattr(mod, part)
@@ -47,12 +79,12 @@ def apply_strategy(agent: PolicyAgent, name: str) -> list[nn.Parameter]:
     """Freeze ``agent`` except what strategy ``name`` trains; return the trainable parameters."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown tuning strategy {name!r}; known: {list(STRATEGIES)}")
-    adapters, trained = STRATEGIES[name]
-    for kind in adapters:
+    strategy = STRATEGIES[name]
+    for kind in strategy.adapters:
         agent.add_adapter(kind)
     agent.requires_grad_(False)
     params: list[nn.Parameter] = []
-    for dotted in trained:
+    for dotted in strategy.trained:
         mod = _submodule(agent, dotted)
         mod.requires_grad_(True)
         params.extend(mod.parameters())

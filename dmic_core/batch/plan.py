@@ -18,7 +18,8 @@ from typing import Any, Sequence
 from dmic_core.datasets.discovery import VolumeEntry
 from dmic_core.errors import DmicInputError
 from dmic_core.jobs import JobStore, TaskSpec
-from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES, default_specs
+from dmic_core.defaults import LAMBDA_GRID, QP_GRID
+from dmic_core.sweep import METHOD_NAMES, default_specs
 
 #: Job id of a batch inside its own output folder's store (one batch per folder).
 BATCH_JOB_ID = "batch"
@@ -38,8 +39,8 @@ class BatchConfig:
     """
 
     methods: tuple[str, ...] = ("hevc", "dmic")
-    qps: tuple[float, ...] = tuple(float(q) for q in DEFAULT_QPS)
-    lambdas: tuple[float, ...] = tuple(float(v) for v in DEFAULT_LAMBDAS)
+    qps: tuple[float, ...] = tuple(float(q) for q in QP_GRID)
+    lambdas: tuple[float, ...] = tuple(float(v) for v in LAMBDA_GRID)
     segmenter: str = "builtin"
     slices: str | None = None
     setup: dict[str, Any] = field(default_factory=dict)
@@ -71,8 +72,8 @@ def validate(config: BatchConfig, entries: Sequence[VolumeEntry], dataset: str |
 
 def _check_assets(config: BatchConfig) -> None:
     """Missing model weights would fail every task the same way: say so once, up front."""
-    from dmic_core.assets import ASSETS_DIR, asset_path
-    from dmic_core.sweep import DEFAULT_AGENT_ASSETS
+    from dmic_core.agents.inference import default_agents_path
+    from dmic_core.assets import asset_path
 
     try:
         if config.segmenter == "builtin":
@@ -83,8 +84,8 @@ def _check_assets(config: BatchConfig) -> None:
             if config.agents:
                 if not Path(config.agents).is_file():
                     raise FileNotFoundError(f"agent checkpoint not found: {config.agents}")
-            elif not any((ASSETS_DIR / n).is_file() for n in DEFAULT_AGENT_ASSETS):
-                asset_path(DEFAULT_AGENT_ASSETS[-1])
+            else:
+                default_agents_path()
     except FileNotFoundError as exc:
         raise DmicInputError(str(exc)) from None
 

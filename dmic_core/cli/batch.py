@@ -11,7 +11,8 @@ from pathlib import Path
 
 from dmic_core.cli.common import print_json
 from dmic_core.errors import DmicInputError
-from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES
+from dmic_core.defaults import LAMBDA_GRID, QP_GRID, default_window
+from dmic_core.sweep import METHOD_NAMES
 
 
 def _floats(text: str) -> list[float]:
@@ -38,9 +39,9 @@ def register(subparsers) -> None:
                                         "or a CSV of image,label rows (paths relative to the CSV)")
     parser.add_argument("--out", required=True, type=Path, help="batch folder: jobs.sqlite, points/, tables")
     parser.add_argument("--methods", default="hevc,dmic", help=f"comma list of {','.join(METHOD_NAMES)}")
-    parser.add_argument("--qps", default=",".join(str(q) for q in DEFAULT_QPS),
+    parser.add_argument("--qps", default=",".join(str(q) for q in QP_GRID),
                         help="base QPs / QP_I values (comma list)")
-    parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS),
+    parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in LAMBDA_GRID),
                         help="DMIC lambdas (comma list)")
     parser.add_argument("--executor", default="local", choices=["local", "ray"],
                         help="local worker processes (default) or Ray")
@@ -72,7 +73,7 @@ def run(args) -> int:
     setup: dict = {"codec": args.codec}
     if args.bit_depth is not None:
         setup["bit_depth"] = args.bit_depth
-        setup["window"] = [-1024.0, 3072.0] if args.bit_depth >= 10 else None
+        setup["window"] = list(default_window(args.bit_depth))  # the mapping's own rule, recorded explicitly
     if args.preset:
         setup["preset"] = args.preset
     config = BatchConfig(methods=methods, qps=tuple(_floats(args.qps)), lambdas=tuple(_floats(args.lambdas)),

@@ -18,7 +18,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> None:
-    from dmic_core.experiments.core import DEFAULT_LAMBDAS, DEFAULT_QPS, TABLES
+    from dmic_core.defaults import LAMBDA_GRID, QP_GRID
+    from dmic_core.experiments.core import TABLES
 
     parser = subparsers.add_parser(
         "experiments", help="regenerate the paper's tables (I-IV) and Fig. 2 with real encodes on held-out volumes")
@@ -39,8 +40,8 @@ def register(subparsers) -> None:
                         help="test volumes the ablation curves are evaluated on (default: all --test-cases)")
     parser.add_argument("--test-cases", type=int, default=3, help="how many of the 10 test volumes are evaluated")
     parser.add_argument("--slab", type=int, default=33, help="frames of each test clip (heart slab)")
-    parser.add_argument("--qps", type=_floats, default=DEFAULT_QPS, help="paper QPs of HEVC / rate control / hand-crafted")
-    parser.add_argument("--lambdas", type=_floats, default=DEFAULT_LAMBDAS, help="DMIC lambdas")
+    parser.add_argument("--qps", type=_floats, default=QP_GRID, help="paper QPs of HEVC / rate control / hand-crafted")
+    parser.add_argument("--lambdas", type=_floats, default=LAMBDA_GRID, help="DMIC lambdas")
     parser.add_argument("--workers", type=int, default=2, help="encode worker processes")
     parser.add_argument("--train-workers", type=int, default=2, help="tuning runs in parallel")
     parser.add_argument("--from", dest="pretrained", default=None, help="pretrained agents (default: assets)")

@@ -9,13 +9,13 @@ from dmic_core.cli.common import print_json
 
 
 def register(subparsers) -> None:
-    from dmic_core.finetune.tune import STRATEGY_NAMES
+    from dmic_core.agents.strategies import DEFAULT_STRATEGY, STRATEGY_NAMES
 
     parser = subparsers.add_parser(
         "finetune", help="few-shot tuning of the DMIC agents (paper's 8 strategies, K:10:10 split)")
     parser.add_argument("--data", required=True, help="ImageCAS-layout folder ({id}.img/.label.nii.gz) or dataset CSV")
     parser.add_argument("--shots", type=int, default=1, help="K labelled training volumes (1, 3, 5); batch size K")
-    parser.add_argument("--strategy", default="a2c", choices=STRATEGY_NAMES, help="what is tuned (paper Fig. 1)")
+    parser.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=STRATEGY_NAMES, help="what is tuned (paper Fig. 1)")
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     parser.add_argument("--from", dest="pretrained", default=None,

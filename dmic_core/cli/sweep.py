@@ -8,7 +8,8 @@ from pathlib import Path
 from dmic_core.cli.common import print_json
 from dmic_core.io import load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
-from dmic_core.sweep import DEFAULT_LAMBDAS, DEFAULT_QPS, METHOD_NAMES, bd_table, default_specs, run_sweep, write_sweep
+from dmic_core.defaults import LAMBDA_GRID, QP_GRID
+from dmic_core.sweep import METHOD_NAMES, bd_table, default_specs, run_sweep, write_sweep
 from dmic_core.volume import parse_slices
 
 
@@ -22,8 +23,8 @@ def register(subparsers) -> None:
     parser.add_argument("--label", help="ground-truth label (else the segmentation of the original is the reference)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--methods", default="hevc,dmic", help=f"comma list of {','.join(METHOD_NAMES)}")
-    parser.add_argument("--qps", type=_floats, default=list(DEFAULT_QPS), help="base QPs / QP_I values")
-    parser.add_argument("--lambdas", type=_floats, default=list(DEFAULT_LAMBDAS), help="DMIC lambdas")
+    parser.add_argument("--qps", type=_floats, default=list(QP_GRID), help="base QPs / QP_I values")
+    parser.add_argument("--lambdas", type=_floats, default=list(LAMBDA_GRID), help="DMIC lambdas")
     parser.add_argument("--slices", default=None, metavar="A:B")
     parser.add_argument("--segmenter", default="builtin")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")

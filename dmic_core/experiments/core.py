@@ -28,21 +28,16 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from dmic_core.agents.handcrafted import HANDCRAFTED
+from dmic_core.agents.strategies import STRATEGY_NAMES
+from dmic_core.defaults import LAMBDA_GRID, QP_GRID
 from dmic_core.finetune.data import SLAB_FRAMES, file_fingerprint, heart_slab
 from dmic_core.finetune.tune import DEFAULT_CACHE_DIR, FinetuneConfig, clip_specs, make_split
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_DIR = ROOT / "work_dirs" / "experiments"
 TABLES = ("table1", "table2", "table3", "table4", "fig2")
-VARIANTS = ("pretrained", "a2c", "a2c_fc", "full", "adapterv1", "adapterv1_a2c", "adapter", "adapter_critic")
-PAPER_LABELS = {
-    "pretrained": "(a) Pretrained", "a2c": "(b) Tune A2C", "a2c_fc": "(c) Tune A2C & FC",
-    "full": "(d) Tune Full Model", "adapterv1": "(e) Tune AdapterV1", "adapterv1_a2c": "(f) Tune AdapterV1 & A2C",
-    "adapter": "(g) Tune Adapter", "adapter_critic": "(h) Tune Adapter & Critic",
-}
-HANDCRAFTED = ("linear", "exp", "square", "log", "sqrt")
-DEFAULT_QPS = (17, 22, 27, 32, 37, 42)
-DEFAULT_LAMBDAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+
 
 def _spawn():
     """Worker processes are spawned: forking a parent whose torch thread pool is running can hang."""
@@ -81,8 +76,8 @@ class ExperimentConfig:
     test_cases: int = 3
     ablation_cases: int | None = None
     slab: int = SLAB_FRAMES
-    qps: tuple[float, ...] = DEFAULT_QPS
-    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    qps: tuple[float, ...] = QP_GRID
+    lambdas: tuple[float, ...] = LAMBDA_GRID
     workers: int = 2
     train_workers: int = 2
     pretrained: str | None = None
@@ -148,7 +143,7 @@ def needed_runs(tables: Iterable[str], cfg: ExperimentConfig) -> list[RunSpec]:
         if t in ("table2", "fig2"):
             runs += [RunSpec(s, k, cfg.variant_iterations) for s in ("a2c", "full") for k in cfg.shots]
         if t in ("table3", "fig2"):
-            runs += [RunSpec(s, 1, cfg.variant_iterations) for s in VARIANTS if s != "pretrained"]
+            runs += [RunSpec(s, 1, cfg.variant_iterations) for s in STRATEGY_NAMES if s != "pretrained"]
     return list(dict.fromkeys(runs))
 
 

@@ -10,9 +10,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from dmic_core.experiments.core import (HANDCRAFTED, PAPER_LABELS, VARIANTS, ExperimentConfig, RunSpec, bd_rows,
-                                        checkpoint_meta, checkpoint_path, parameter_counts, pooled_curves,
-                                        pretrained_path)
+from dmic_core.agents.handcrafted import HANDCRAFTED
+from dmic_core.agents.strategies import STRATEGIES, STRATEGY_NAMES
+from dmic_core.experiments.core import (ExperimentConfig, RunSpec, bd_rows, checkpoint_meta, checkpoint_path,
+                                        parameter_counts, pooled_curves, pretrained_path)
 
 PAPER_TABLE1 = {"ratecontrol": (15.56, -0.03), "a2c": (-47.594, 0.089), "pretrained": (-27.41, 0.049)}
 PAPER_TABLE2 = {("full", 5): -47.906, ("full", 3): -47.520, ("full", 1): -44.596,
@@ -196,11 +197,11 @@ def variant_curve(cfg: ExperimentConfig, strategy: str) -> tuple[str, str]:
 def table3(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: str | None = None) -> pd.DataFrame:
     pts = _domain_points(points, "target")
     rows = []
-    for s in VARIANTS:
+    for s in STRATEGY_NAMES:
         curve, ckpt = variant_curve(cfg, s)
         bd = bd_rows(pts, [curve]).iloc[0]
         trainable, total = parameter_counts(ckpt)
-        rows.append({"scheme": PAPER_LABELS[s], "strategy": s, "params": trainable,
+        rows.append({"scheme": STRATEGIES[s].paper_label, "strategy": s, "params": trainable,
                      "share_pct": 100.0 * trainable / total if total else 0.0,
                      "iterations": 0 if s == "pretrained" else cfg.variant_iterations,
                      "bd_rate_pct": bd.bd_rate_pct, "bd_miou_pp": bd.bd_miou_pp,
@@ -266,7 +267,7 @@ def fig2(points: pd.DataFrame, cfg: ExperimentConfig, out_dir: Path, command: st
         "a": ("(a) hand-crafted maps vs DMIC", ["hevc", *HANDCRAFTED, "pretrained", main]),
         "b": ("(b) shots", ["hevc", *[_curve_name(RunSpec(s, k, cfg.variant_iterations)) for s in ("a2c", "full")
                                      for k in cfg.shots]]),
-        "c": ("(c) tuning strategies, 1 shot", ["hevc", *[variant_curve(cfg, s)[0] for s in VARIANTS]]),
+        "c": ("(c) tuning strategies, 1 shot", ["hevc", *[variant_curve(cfg, s)[0] for s in STRATEGY_NAMES]]),
     }
     domains = [d for d in ("target", "real") if d in set(points.domain)]
     fig = make_subplots(rows=len(domains), cols=3,

@@ -28,13 +28,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dmic_core.agents.strategies import DEFAULT_STRATEGY, STRATEGY_NAMES
 from dmic_core.errors import DmicInputError
 from dmic_core.finetune.data import (SLAB_FRAMES, Split, clip_windows, file_fingerprint, heart_slab,
                                      segmenter_fingerprint, split_cases)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE_DIR = ROOT / "work_dirs" / "cache" / "finetune"
-STRATEGY_NAMES = ("pretrained", "a2c", "a2c_fc", "full", "adapterv1", "adapterv1_a2c", "adapter", "adapter_critic")
 CACHE_VERSION = 1
 
 def _spawn():
@@ -71,7 +71,7 @@ class FinetuneConfig:
 
     data: str
     shots: int = 1
-    strategy: str = "a2c"
+    strategy: str = DEFAULT_STRATEGY
     iterations: int = 1000
     pretrained: str | None = None
     split_seed: int = 0
@@ -152,12 +152,10 @@ class FinetuneResult:
 # --- paths ------------------------------------------------------------------------------------
 
 def default_pretrained() -> Path:
-    from dmic_core.agents.inference import default_checkpoint
+    """The shipped pretrained agents tuning starts from (a :class:`DmicInputError` naming them when missing)."""
+    from dmic_core.agents.inference import pretrained_agents_path
 
-    try:
-        return default_checkpoint()
-    except FileNotFoundError as exc:
-        raise DmicInputError(f"no pretrained agents: {exc}") from exc
+    return pretrained_agents_path()
 
 
 def run_paths(out: str | Path) -> dict[str, Path]:
