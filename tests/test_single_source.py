@@ -341,3 +341,44 @@ def test_finetune_and_upload_pages_list_the_registries(app):
     at.switch_page("pages/upload.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="up_ctu_kind").options == ["off", "two-level", *HANDCRAFTED]
+
+
+# --- shared data and machine paths ----------------------------------------------------------------
+
+def test_shared_data_dir_honours_the_setting(monkeypatch, tmp_path):
+    monkeypatch.delenv(defaults.SHARED_DATA_ENV, raising=False)
+    assert defaults.shared_data_dir() == ROOT.parent / "shared" / "data"
+    monkeypatch.setenv(defaults.SHARED_DATA_ENV, str(tmp_path))
+    assert defaults.shared_data_dir() == tmp_path
+    assert defaults.repo_relative(ROOT / "work_dirs" / "x") == "work_dirs/x"
+    assert defaults.repo_relative(ROOT.parent / "shared" / "data" / "ct.nii.gz") == "../shared/data/ct.nii.gz"
+
+
+def test_experiments_record_repository_relative_paths():
+    from dmic_core.experiments import _portable_config
+    from dmic_core.experiments.core import DEFAULT_WORK_DIR, ExperimentConfig
+
+    assert DEFAULT_WORK_DIR.is_absolute()
+    config = _portable_config(ExperimentConfig(data=str(ROOT / "work_dirs" / "d"), out="o",
+                                               extra_volumes=(str(ROOT.parent / "shared" / "data" / "ct.nii.gz"),)))
+    assert config["work_dir"] == "work_dirs/experiments" and config["data"] == "work_dirs/d"
+    assert config["extra_volumes"] == ["../shared/data/ct.nii.gz"]
+
+
+def test_committed_files_name_no_machine_paths():
+    """Results, model cards, docs and code name shared data repository-relative (``../shared/data``)."""
+    import re
+    import subprocess
+
+    pattern = re.compile(r"(?<![\w.~])/(?:work|root|home)/\w")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    offenders = []
+    for name in tracked.split():
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".json", ".csv", ".toml", ".sh", ".txt", ".cfg"} or \
+                name == "tests/test_single_source.py" or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{name}:{number}: {line.strip()[:100]}")
+    assert not offenders, "\n".join(offenders)

@@ -200,7 +200,9 @@ class HMCodec(Codec):
     def availability(cls) -> str | None:
         found = find_hm_binaries()
         if found.encoder is None:
-            where = " or ".join(str(d) for d in found.searched)
+            from dmic_core.defaults import repo_relative
+
+            where = " or ".join(repo_relative(d) for d in found.searched)
             return (f"HM encoder ({' / '.join(ENCODER_NAMES)}) not found in {where}; "
                     f"see hm_bin/README.md")
         return None

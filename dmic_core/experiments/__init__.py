@@ -16,7 +16,22 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from dmic_core.defaults import repo_relative
 from dmic_core.experiments.core import TABLES, ExperimentConfig, evaluate, needed_runs, pooled_curves
+
+#: Config fields holding paths: written repository-relative, so results carry no machine's paths.
+_PATH_FIELDS = ("data", "out", "work_dir", "pretrained", "cache_dir", "extra_volumes")
+
+
+def _portable_config(cfg: ExperimentConfig) -> dict:
+    config = asdict(cfg)
+    for key in _PATH_FIELDS:
+        value = config.get(key)
+        if isinstance(value, (list, tuple)):
+            config[key] = [repo_relative(v) for v in value]
+        elif value:
+            config[key] = repo_relative(value)
+    return config
 
 
 def run_experiments(tables: Sequence[str], cfg: ExperimentConfig, command: str | None = None,
@@ -36,7 +51,7 @@ def run_experiments(tables: Sequence[str], cfg: ExperimentConfig, command: str |
         pd.concat([pooled_curves(g).assign(domain=d) for d, g in points.groupby("domain")],
                   ignore_index=True).to_csv(out / "pooled_curves.csv", index=False)
     results = {t: BUILDERS[t](points, cfg, out, command) for t in tables}
-    meta = {"tables": list(tables), "config": asdict(cfg), "command": command,
+    meta = {"tables": list(tables), "config": _portable_config(cfg), "command": command,
             "runs": [r.name for r in needed_runs(tables, cfg)], "seconds": time.perf_counter() - t0}
     (out / "experiments.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return results
