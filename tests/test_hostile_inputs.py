@@ -5,6 +5,11 @@ them) and as a row of a ``dmic batch`` dataset next to a good volume, where it m
 task (without a pointless retry), leave no result or temporary file, and not disturb the good
 volume's task.
 
+Zip bombs are refused from the archive's directory, before one byte is extracted: by the
+compression ratio of each member and of the whole archive (``ZIP_MAX_RATIO``; real DICOM deflates
+below 8:1), and by the space free where extraction would write. A child process that cannot write
+a single byte (``RLIMIT_FSIZE`` 0) shows that nothing was written.
+
 Non-CT intensities are **refused** (documented in docs/batch.md): 8-bit voxels (a photo, a
 screenshot, a mask) and images without a single voxel below 0 HU (MR-like data, or CT stored
 without its rescale intercept) cannot be CT in Hounsfield units, and compressing them with HU
@@ -16,8 +21,11 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -29,8 +37,10 @@ from dmic_core.cli import main as dmic_main
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume
+from dmic_core.io import readers
 from dmic_core.io.readers import MAX_ZIP_UNCOMPRESSED_BYTES
 from dicom_helpers import dicom_slice
+from polling import scaled
 
 AFFINE = np.diag([-0.7, -0.7, 1.0, 1.0])
 
@@ -203,3 +213,176 @@ def test_hostile_rows_fail_alone_in_a_batch(hostile, good, tmp_path, capsys):
     assert leftovers == []
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dmic batch: h")]
     assert len(err) == len(hostile)
+
+
+# --- zip bombs by compression ratio, and zips larger than the free space -----------------------
+# Refused from the archive's directory before one byte is extracted: ratio per member and in total
+# (declared sizes against the file's real size), and the space free where extraction would write.
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ENHANCED_CT = SHARED_DATA / "dicom" / "eCT_Supplemental.dcm"
+
+
+def _crc32_of_zeros(n: int) -> int:
+    """``zlib.crc32(bytes(n))`` without making n bytes: CRC-32's register update by a zero byte is
+    linear over GF(2), so n zero bytes are that 32x32 bit matrix to the n-th power."""
+    def apply(matrix: list[int], vector: int) -> int:
+        out, bit = 0, 0
+        while vector:
+            if vector & 1:
+                out ^= matrix[bit]
+            vector >>= 1
+            bit += 1
+        return out
+
+    def one_byte(v: int) -> int:
+        for _ in range(8):
+            v = (v >> 1) ^ (0xEDB88320 if v & 1 else 0)
+        return v
+
+    power, result = [one_byte(1 << i) for i in range(32)], [1 << i for i in range(32)]
+    while n:
+        if n & 1:
+            result = [apply(power, c) for c in result]
+        power = [apply(power, c) for c in power]
+        n >>= 1
+    return apply(result, 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
+def _zeros_bomb(path: Path, size: int = 2 << 30, name: str = "zeros.dcm") -> Path:
+    """One deflated member of ``size`` zero bytes (the issue's bomb: ~2 MB expanding to 2 GiB),
+    written without making the zeros: after a full flush deflate codes each MiB of zeros into the
+    same bytes, so the stream is one coded MiB repeated."""
+    assert size % (1 << 20) == 0 and size < 1 << 32
+    coder = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = coder.compress(bytes(1 << 20)) + coder.flush(zlib.Z_FULL_FLUSH)
+    data = chunk * (size >> 20) + coder.flush()
+    crc, raw = _crc32_of_zeros(size), name.encode()
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size, len(raw), 0) + raw
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data), size,
+                          len(raw), 0, 0, 0, 0, 0, 0) + raw
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(data), 0)
+    path.write_bytes(local + data + central + end)
+    return path
+
+
+_NO_WRITES = r"""
+import resource, signal, sys, tempfile
+from dmic_core.errors import DmicInputError
+from dmic_core.io import load_volume
+tempfile.gettempdir()  # found (by writing a probe file) while writing is still allowed
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))  # from here, writing a byte fails
+try:
+    load_volume(sys.argv[1])
+except DmicInputError as exc:
+    print(exc)
+"""
+
+
+def _refusal_without_writing(path: Path) -> str:
+    """Load ``path`` in a process that cannot write a single byte to any file (``RLIMIT_FSIZE`` 0):
+    a refusal from the directory alone comes back as is; any extraction fails with EFBIG instead."""
+    proc = subprocess.run([sys.executable, "-c", _NO_WRITES, str(path)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=scaled(60))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_crc32_of_zeros_matches_zlib():
+    for n in (0, 1, 7, 1000, 1 << 20, 3 << 20):
+        assert _crc32_of_zeros(n) == zlib.crc32(bytes(n)), n
+
+
+def test_zeros_bomb_is_refused_by_ratio_before_anything_is_written(tmp_path):
+    bomb = _zeros_bomb(tmp_path / "bomb.zip")
+    assert bomb.stat().st_size < 3 << 20  # ~2 MB on disk
+    with zipfile.ZipFile(bomb) as zf:  # a real bomb: a valid member that declares and holds 2 GiB of zeros
+        (info,) = zf.infolist()
+        assert info.file_size == 2 << 30
+        with zf.open(info) as member:
+            assert member.read(16 << 20) == bytes(16 << 20)
+    text = _refusal_without_writing(bomb)
+    assert text.startswith("bomb.zip: zip member 'zeros.dcm' expands ") and "possible zip bomb" in text, text
+    ratio = float(text.split(" expands ")[1].split(":")[0])
+    assert ratio > 1000 > readers.ZIP_MAX_RATIO
+    # the harness does catch writes: a harmless zip that must be extracted fails there
+    harmless = _zip(tmp_path / "harmless.zip", {"a/one.dcm": _dicom_slice(0.0)})
+    assert "cannot extract 'a/one.dcm'" in _refusal_without_writing(harmless)
+
+
+def test_many_small_members_are_refused_by_total_ratio(tmp_path):
+    """Each member is under the size from which one member's ratio counts; together they are a bomb."""
+    members = {f"s{i:03d}.dcm": bytes(512 << 10) for i in range(64)}  # 32 MiB of zeros in ~70 KB
+    path = _zip(tmp_path / "many.zip", members)
+    with zipfile.ZipFile(path) as zf:
+        assert max(i.file_size for i in zf.infolist()) <= readers.ZIP_RATIO_MIN_BYTES
+    text = _refusal_without_writing(path)
+    assert text.startswith("many.zip: zip archive expands ") and "possible zip bomb" in text, text
+
+
+def test_overlapping_stored_members_are_refused_by_total_ratio(tmp_path):
+    """Stored (uncompressed, 1:1) members that all point at the same bytes: only the archive's real
+    size against the declared total shows the bomb."""
+    blob = np.random.default_rng(0).integers(0, 256, 256 << 10, dtype=np.uint8).tobytes()
+    single = tmp_path / "one.zip"
+    with zipfile.ZipFile(single, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("slice.dcm", blob)
+    with zipfile.ZipFile(single) as zf:
+        info = zf.infolist()[0]
+    raw = single.read_bytes()
+    local = raw[: raw.index(b"PK\x01\x02")]
+    directory = b""
+    for i in range(200):
+        name = f"slice{i:03d}.dcm".encode()
+        directory += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0x21, info.CRC,
+                                 info.compress_size, info.file_size, len(name), 0, 0, 0, 0, 0, 0) + name
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 200, 200, len(directory), len(local), 0)
+    path = tmp_path / "overlap.zip"
+    path.write_bytes(local + directory + end)
+    with zipfile.ZipFile(path) as zf:
+        assert all(i.file_size == i.compress_size for i in zf.infolist())  # every member 1:1
+    text = _refusal_without_writing(path)
+    assert text.startswith("overlap.zip: zip archive expands ") and "possible zip bomb" in text, text
+
+
+@pytest.mark.skipif(not ENHANCED_CT.exists(), reason="shared test data (eCT_Supplemental.dcm) not present")
+def test_real_dicom_zip_is_far_below_the_ratio_limit(tmp_path):
+    path = tmp_path / "enhanced.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.write(ENHANCED_CT, "case/eCT_Supplemental.dcm")
+    with zipfile.ZipFile(path) as zf:
+        (info,) = zf.infolist()
+    ratio = info.file_size / info.compress_size
+    assert info.file_size > readers.ZIP_RATIO_MIN_BYTES and ratio < readers.ZIP_MAX_RATIO / 10, ratio
+    vol = load_volume(path)
+    assert vol.meta["modality"] == "CT" and vol.n_frames > 1
+
+
+@pytest.fixture
+def small_tmp_disk(tmp_path, monkeypatch):
+    """Zip extraction goes to a real 24 MiB tmpfs (mounting needs root: skipped otherwise)."""
+    mount = tmp_path / "tmpdisk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip() or proc.returncode})")
+    monkeypatch.setattr(tempfile, "tempdir", str(mount))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_zip_larger_than_the_free_space_is_refused_before_writing(small_tmp_disk, tmp_path):
+    rng = np.random.default_rng(1)
+    fits = _zip(tmp_path / "fits.zip", {"notes/a.bin": rng.bytes(4 << 20)})  # 4 MiB + 16 MiB spare < 24 MiB
+    with pytest.raises(DmicInputError, match="no DICOM image found"):  # extracted, then found not to be DICOM
+        load_volume(fits)
+    too_big = _zip(tmp_path / "too_big.zip", {"notes/b.bin": rng.bytes(12 << 20)})
+    with pytest.raises(DmicInputError) as info:
+        load_volume(too_big)
+    text = str(info.value)
+    assert text.startswith("too_big.zip: zip archive expands to 12582912 bytes, more than the ") and \
+        "bytes free where it would be extracted" in text, text
+    assert list(small_tmp_disk.iterdir()) == [] and shutil.disk_usage(small_tmp_disk).used == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import os
 import re
+import shutil
 import stat
 import tempfile
 import zipfile
@@ -47,6 +48,17 @@ MAX_ZIP_MEMBERS = 50_000
 
 #: Most bytes one compressed byte can become in a deflate stream (zlib's documented ~1032:1).
 GZIP_MAX_RATIO = 1032
+#: Most a DICOM zip may expand (uncompressed : compressed bytes), per member and for the whole
+#: archive (declared sizes against the file's real size). Measured: a real enhanced CT
+#: (eCT_Supplemental.dcm) deflates 7.8:1, an exported phantom series 1.6:1; zeros deflate ~1030:1.
+#: Beyond 100:1 (13x the most compressible real DICOM measured) an archive is refused as a zip
+#: bomb before anything is extracted.
+ZIP_MAX_RATIO = 100
+#: Members and archives expanding to less than this are not held to the ratio (a README, a tiny
+#: test series of constant slices): they cannot fill a disk.
+ZIP_RATIO_MIN_BYTES = 1 << 20
+#: Space an extraction must leave free on the filesystem it writes to.
+ZIP_FREE_RESERVE_BYTES = 16 << 20
 
 #: Tolerance (mm) when comparing the grid of a label with its image.
 GRID_ATOL_MM = 1e-3
@@ -475,10 +487,17 @@ def _extract_zip_safely(path: Path, dest: Path) -> None:
             raise DmicInputError(f"zip archive has {len(members)} files (limit {MAX_ZIP_MEMBERS})", path)
         for info in members:
             _check_zip_member(info, path)
+            _check_zip_ratio(info.file_size, info.compress_size, f"zip member {info.filename!r}", path)
         declared = sum(m.file_size for m in members)
         if declared > MAX_ZIP_UNCOMPRESSED_BYTES:
             raise DmicInputError(f"zip archive expands to {declared} bytes (limit "
                                  f"{MAX_ZIP_UNCOMPRESSED_BYTES}): refused as a possible zip bomb", path)
+        # the archive's real size, not the members' declared compressed sizes: members may overlap
+        _check_zip_ratio(declared, path.stat().st_size, "zip archive", path)
+        free = shutil.disk_usage(dest).free
+        if declared + ZIP_FREE_RESERVE_BYTES > free:
+            raise DmicInputError(f"zip archive expands to {declared} bytes, more than the {free} bytes free "
+                                 f"where it would be extracted (keeping {ZIP_FREE_RESERVE_BYTES} spare)", path)
         written = 0
         root = dest.resolve()
         for info in members:
@@ -499,6 +518,14 @@ def _extract_zip_safely(path: Path, dest: Path) -> None:
                 raise
             except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError) as exc:
                 raise DmicInputError(f"cannot extract {info.filename!r} ({_short(exc)})", path) from exc
+
+
+def _check_zip_ratio(expanded: int, compressed: int, what: str, path: Path) -> None:
+    """Refuse ``what`` when it expands more than :data:`ZIP_MAX_RATIO` (DICOM never does)."""
+    if expanded > ZIP_RATIO_MIN_BYTES and expanded > ZIP_MAX_RATIO * max(compressed, 1):
+        raise DmicInputError(f"{what} expands {expanded / max(compressed, 1):.0f}:1 ({compressed} to {expanded} "
+                             f"bytes; DICOM stays far below {ZIP_MAX_RATIO}:1): refused as a possible zip bomb",
+                             path)
 
 
 def _check_zip_member(info: zipfile.ZipInfo, path: Path) -> None:

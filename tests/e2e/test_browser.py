@@ -3,6 +3,11 @@
 Uploads a small phantom with its label, runs a two-point job (DMIC vs HEVC; HEVC vs a hand-crafted
 map when no trained agents are shipped), and checks the curve and the comparison. Screenshots go
 to ``test-artifacts/`` (git-ignored), kept as CI artifacts.
+
+Every step waits for a state of the page (a page's title shown, the app's script run over, an
+element visible, the job's card saying done), never for a fixed time; each wait's deadline is a
+base number of seconds scaled by ``$DMIC_TEST_SLOWDOWN`` (``tests/polling.py``), so a busy machine
+only makes the test slower, not red.
 """
 
 from __future__ import annotations
@@ -11,19 +16,25 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared polling helper
+from polling import scaled, scaled_ms, wait_for  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(scaled(240))]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+#: Base seconds for one page step (a page's run, an upload's decoding and first views).
+STEP_S = 30
+#: Base seconds for the two-point job to finish.
+JOB_S = 120
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():  # pragma: no cover
@@ -58,23 +69,28 @@ def server(tmp_path_factory):
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError("streamlit exited: " + proc.stdout.read().decode()[-2000:])
         try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
+                return True
         except OSError:
-            time.sleep(0.3)
-    else:
+            return False
+
+    try:
+        wait_for(healthy, timeout=40, what="the streamlit server to answer", interval=0.3)
+    except AssertionError:
         proc.kill()
-        raise AssertionError("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
+        raise
     yield url, root
     from dmic_core.jobs import stop_runner
 
     stop_runner(root / "_jobs")
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(scaled(10))
     except subprocess.TimeoutExpired:
         proc.kill()
 
@@ -84,37 +100,50 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"e2e_{name}.png"), full_page=True)
 
 
-def _wait_idle(page, timeout: float = 30_000) -> None:
-    """Until the app has finished running its script (no 'Running...' status widget)."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+def _wait_idle(page) -> None:
+    """Until the app's script run is over (call it once the run's own output is on the page)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
 
 
-def _nav(page, label: str) -> None:
+def _nav(page, label: str, title: str | None = None) -> None:
+    """Open a page from the sidebar; back once its title is shown and its run is over."""
     page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True).click()
+    page.get_by_role("heading", name=title or label, exact=True).wait_for()
     _wait_idle(page)
 
 
 def _set_multiselect(page, label: str, values: list[str]) -> None:
+    expect = playwright_api.expect
     box = page.get_by_test_id("stMultiSelect").filter(has_text=label)
     removes = box.locator('button[aria-label^="Remove"]')
-    while removes.count():
+    for left in range(removes.count() - 1, -1, -1):
         removes.first.click()
-        page.wait_for_timeout(100)
+        expect(removes).to_have_count(left)
     for value in values:
         box.get_by_role("combobox").click()
         page.get_by_role("option", name=value, exact=True).click()
     page.keyboard.press("Escape")
+    expect(removes).to_have_count(len(values))
+
+
+def _images_loaded(page, count: int) -> None:
+    """Until at least ``count`` images are on the page and every one has been decoded."""
+    page.wait_for_function(
+        "(n) => { const imgs = [...document.querySelectorAll('[data-testid=stImage] img')];"
+        " return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }", arg=count)
 
 
 def test_upload_job_curve_and_compare(server, phantom_files):
     url, root = server
     image, label = phantom_files
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(scaled_ms(STEP_S))
+        page.set_default_navigation_timeout(scaled_ms(STEP_S))
+        playwright_api.expect.set_options(timeout=scaled_ms(STEP_S))
         page.goto(url)
-        page.get_by_text("DMIC Studio", exact=True).first.wait_for()
+        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
         _wait_idle(page)
         _shot(page, "01_home")
 
@@ -123,10 +152,10 @@ def test_upload_job_curve_and_compare(server, phantom_files):
         uploads.nth(0).set_input_files(str(image))
         uploads.nth(1).set_input_files(str(label))
         page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Load").click()
-        page.get_by_text("frames x height x width").wait_for(timeout=30_000)
+        page.get_by_text("frames x height x width").wait_for()
+        _images_loaded(page, 3)
         _wait_idle(page)
         _shot(page, "02_upload")
-        page.locator('[data-testid="stImage"] img').nth(2).wait_for(timeout=20_000)
 
         _nav(page, "Compress")
         methods = page.get_by_test_id("stMultiSelect").filter(has_text="Methods").inner_text()
@@ -138,7 +167,7 @@ def test_upload_job_curve_and_compare(server, phantom_files):
             _set_multiselect(page, "DMIC λ", ["10.0"])  # "DMIC" alone also matches the Methods box
         page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Start job").click()
         try:
-            page.get_by_test_id("stExpander").filter(has_text="— done").first.wait_for(timeout=90_000)
+            page.get_by_test_id("stExpander").filter(has_text="— done").first.wait_for(timeout=scaled_ms(JOB_S))
         except Exception:
             _shot(page, "03_compress_failed")  # the artifact shows what the page said instead
             raise
@@ -146,18 +175,16 @@ def test_upload_job_curve_and_compare(server, phantom_files):
         _shot(page, "03_compress")
 
         page.reload()  # the job survives a reload (same workspace from the URL)
+        page.get_by_role("heading", name="Compress", exact=True).wait_for()
+        page.get_by_test_id("stExpander").filter(has_text="— done").first.wait_for()
         _wait_idle(page)
-        page.get_by_test_id("stExpander").filter(has_text="— done").first.wait_for(timeout=20_000)
 
         _nav(page, "Curves")
-        page.get_by_test_id("stPlotlyChart").first.wait_for(timeout=20_000)
-        page.wait_for_timeout(800)
+        page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for()
         _shot(page, "04_curves")
 
         _nav(page, "Compare")
-        page.get_by_text("Nearest HEVC rate").wait_for(timeout=20_000)
-        _wait_idle(page)
-        page.locator('[data-testid="stImage"] img').nth(4).wait_for(timeout=20_000)
-        page.wait_for_timeout(500)
+        page.get_by_text("Nearest HEVC rate").wait_for()
+        _images_loaded(page, 5)
         _shot(page, "05_compare")
         browser.close()
