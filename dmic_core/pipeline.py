@@ -14,8 +14,8 @@ import numpy as np
 
 from dmic_core.codecs import get_codec
 from dmic_core.codecs.base import EncodeResult
-from dmic_core.codecs.qp import (CODEC_QP_MAX, CODEC_QP_MIN, absolute_qp_map, coded_to_paper_qp, ctu_grid_shape,
-                                 paper_to_coded_qp, qp_shift)
+from dmic_core.codecs.qp import (CODEC_QP_MAX, CODEC_QP_MIN, absolute_qp_map, coded_to_paper_qp,
+                                 ctu_grid_shape, pad_ctu_grid, paper_to_coded_qp, qp_shift)
 from dmic_core.metrics.quality import hu_errors, psnr_hu, rate_stats
 from dmic_core.transforms.hu import SampleMapping, crop_frames, pad_frames
 from dmic_core.volume import Volume
@@ -98,12 +98,15 @@ def code_volume(volume: Volume, *, frame_qps: np.ndarray | None, ctu_dqp: np.nda
         frame_qps: paper QP of each frame (see :mod:`dmic_core.codecs.qp` for the rules that make
             them), or ``None`` for rate control at ``bitrate_kbps``.
         ctu_dqp: integer QP offset per 64x64 CTU, ``(frames, rows, cols)`` of the *unpadded*
-            frame (padding to a multiple of 8 never adds a CTU row or column of its own).
+            frame. Padding to the codec's frame size (multiples of 8; for x265 also at least one
+            CTU and never exactly one CTU wide) can add a CTU row or column: it gets the offset
+            of its neighbour, so the replicated edge is coded like the edge it copies.
     """
     start = time.perf_counter()
     mapping = setup.mapping()
     n, h, w = volume.shape
-    samples = pad_frames(mapping.to_samples(volume.hu), multiple=8)
+    codec = setup.make_codec()
+    samples = pad_frames(mapping.to_samples(volume.hu), size=codec.coded_frame_size(h, w))
     coded_qps = None
     if frame_qps is not None:
         frame_qps = np.asarray(frame_qps, dtype=np.int32)
@@ -116,12 +119,10 @@ def code_volume(volume: Volume, *, frame_qps: np.ndarray | None, ctu_dqp: np.nda
         rows, cols = ctu_grid_shape(h, w)
         if ctu_dqp.shape != (n, rows, cols):
             raise ValueError(f"CTU QP-offset map has shape {ctu_dqp.shape}, expected {(n, rows, cols)}")
-        padded_grid = ctu_grid_shape(*samples.shape[1:])
-        offsets = np.zeros((n, *padded_grid), dtype=np.int32)
-        offsets[:, :rows, :cols] = ctu_dqp
+        offsets = pad_ctu_grid(ctu_dqp, *samples.shape[1:])
     prepared = time.perf_counter()
-    result = setup.make_codec().encode(samples, setup.bit_depth, coded_qps, offsets,
-                                       bitrate_kbps=bitrate_kbps, progress=progress)
+    result = codec.encode(samples, setup.bit_depth, coded_qps, offsets,
+                          bitrate_kbps=bitrate_kbps, progress=progress)
     coded = time.perf_counter()
     recon_hu = mapping.to_hu(crop_frames(result.recon, (h, w)))
     qp_map = None

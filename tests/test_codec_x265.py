@@ -194,6 +194,7 @@ def test_rate_control_reaches_roughly_the_requested_rate(codec: X265Codec) -> No
     ({"ctu_offsets": np.zeros((2, 2, 2), np.int64)}, r"\(2, 1, 1\)"),
     ({"ctu_offsets": np.zeros((2, 1, 1), np.float32)}, "integers"),
     ({"bit_depth": 9}, "bit depth"),
+    ({}, "80 wide"),  # exactly one CTU wide: x265 3.5 mis-reconstructs it (docs/codec.md)
 ])
 def test_bad_inputs_raise_clear_value_errors(codec: X265Codec, kwargs: dict, match: str) -> None:
     args = {"frames": ct_like_frames(2, 64, 64), "bit_depth": 12, "frame_qps": np.array([30, 30]),
@@ -204,7 +205,7 @@ def test_bad_inputs_raise_clear_value_errors(codec: X265Codec, kwargs: dict, mat
 
 
 def test_bad_preset_or_param_is_rejected() -> None:
-    frames = ct_like_frames(1, 64, 64)
+    frames = ct_like_frames(1, 64, 128)
     with pytest.raises(ValueError, match="preset"):
         X265Codec(preset="warp9").encode(frames, 12, np.array([30]))
     with pytest.raises(ValueError, match="no-such-option"):

@@ -322,7 +322,12 @@ static PyObject *x265_encode(PyObject *self, PyObject *args, PyObject *kwargs)
     s.param->totalFrames = n_frames;
     s.param->logLevel = X265_LOG_ERROR;
 
-    /* DMIC's fixed settings: see docs/codec.md and the per-CTU QP notes. */
+    /* DMIC's fixed settings: see docs/codec.md and the per-CTU QP notes. frame-threads 1 and
+     * weightp 0 make the stream a function of the input alone: x265 3.5's weighted-prediction
+     * analysis of 4:0:0 pictures reads uninitialised memory (valgrind: "conditional jump depends
+     * on uninitialised value" in x265::weightAnalyse), so the same frames coded ten times gave
+     * up to 6 different streams (bench/stress_x265_recon.py). CT slices have no fades for
+     * weighted prediction to code. */
     {
         char rc_value[64];
         const char *rc_key;
@@ -338,7 +343,8 @@ static PyObject *x265_encode(PyObject *self, PyObject *args, PyObject *kwargs)
             {"input-csp", "i400"}, {"bframes", "0"}, {"keyint", "-1"}, {"open-gop", "0"},
             {"scenecut", "0"}, {"ref", "4"}, {"ctu", "64"}, {"qg-size", "64"},
             {"aq-mode", "1"}, {"aq-strength", "0.0001"}, {"cutree", "0"}, {"psy-rd", "0"},
-            {"psy-rdoq", "0"}, {"info", "0"}, {"frame-threads", "1"}, {"repeat-headers", "0"},
+            {"psy-rdoq", "0"}, {"info", "0"}, {"frame-threads", "1"}, {"weightp", "0"},
+            {"repeat-headers", "0"},
             {"annexb", "1"}, {"qpmin", "0"}, {"qpmax", "51"}, {rc_key, rc_value},
         };
         for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
@@ -455,7 +461,7 @@ static PyObject *x265_encode(PyObject *self, PyObject *args, PyObject *kwargs)
         const x265_param *p = s.readback;
         result = Py_BuildValue(
             "{s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:{s:i,s:i,s:d,s:i,s:i,s:i,s:i,s:I,s:I,s:i,s:i,s:i,"
-            "s:i,s:i,s:i,s:i}}",
+            "s:i,s:i,s:i,s:i,s:i}}",
             "headers", headers, "frames", frame_list, "bits", bits_list, "avg_qp", qp_list,
             "slice_types", type_list, "recon", recon_obj, "version",
             s.api->version_str ? s.api->version_str : "", "readback",
@@ -465,7 +471,7 @@ static PyObject *x265_encode(PyObject *self, PyObject *args, PyObject *kwargs)
             "ctu", p->maxCUSize, "qg_size", p->rc.qgSize, "frame_threads", p->frameNumThreads,
             "internal_bit_depth", p->internalBitDepth, "csp", p->internalCsp,
             "info_sei", p->bEmitInfoSEI, "repeat_headers", p->bRepeatHeaders,
-            "annexb", p->bAnnexB, "qp_max", p->rc.qpMax);
+            "annexb", p->bAnnexB, "qp_max", p->rc.qpMax, "weightp", p->bEnableWeightedPred);
     }
 
 fail:

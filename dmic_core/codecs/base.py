@@ -50,6 +50,15 @@ class Codec(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
 
+    def coded_frame_size(self, height: int, width: int) -> tuple[int, int]:
+        """Smallest frame size ``>= (height, width)`` that this engine codes correctly.
+
+        Every HEVC engine here needs multiples of 8 (the minimum CU); a backend with further
+        rules (x265's minimum of one CTU, its one-CTU-wide fault) overrides this. Callers pad
+        to this size by edge replication and crop the reconstruction back.
+        """
+        return (-(-height // 8) * 8, -(-width // 8) * 8)
+
     @classmethod
     @abc.abstractmethod
     def availability(cls) -> str | None:

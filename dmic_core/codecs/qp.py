@@ -124,6 +124,18 @@ def ctu_grid_shape(height: int, width: int) -> tuple[int, int]:
     return (-(-height // CTU_SIZE), -(-width // CTU_SIZE))
 
 
+def pad_ctu_grid(ctu_offsets: np.ndarray, height: int, width: int) -> np.ndarray:
+    """CTU offsets ``(F, rows, cols)`` extended to the CTU grid of a padded ``height`` x ``width``.
+
+    Padded frames replicate their edge, so an added CTU row or column takes its neighbour's offset.
+    """
+    rows, cols = ctu_grid_shape(height, width)
+    extra_rows, extra_cols = rows - ctu_offsets.shape[1], cols - ctu_offsets.shape[2]
+    if extra_rows < 0 or extra_cols < 0:
+        raise ValueError(f"CTU grid {ctu_offsets.shape[1:]} is larger than that of {height}x{width}")
+    return np.pad(ctu_offsets, ((0, 0), (0, extra_rows), (0, extra_cols)), mode="edge")
+
+
 def absolute_qp_map(frame_qps: np.ndarray, ctu_offsets: np.ndarray | None, height: int,
                     width: int) -> np.ndarray:
     """Absolute QP of every CTU ``(frames, rows, cols)``: frame QP plus its CTU offset."""

@@ -35,6 +35,17 @@ OFFSET_BLOCK = 16
 
 _NOMINAL_FPS = 25.0
 
+#: Narrowest picture x265 codes correctly. x265 refuses pictures smaller than one CTU (64), and
+#: libx265 3.5 (build 199) mis-reconstructs pictures exactly one CTU wide: its reconstruction
+#: then differs from what the stream decodes to (libde265 and FFmpeg agree with each other),
+#: from the right picture edge, differently from run to run. Measured with
+#: bench/stress_x265_recon.py: width 64 mismatched in 28 of 36 encodes, widths 72-200 in 0 of 84
+#: (docs/codec.md). One more CTU column, even a partial one, avoids it; 16 more samples rather
+#: than 8 because libde265 1.0.11 aborts on 10/12-bit streams whose width is not a multiple of 16.
+MIN_WIDTH = CTU_SIZE + 16
+#: Lowest picture x265 accepts ("Picture size must be at least one CTU").
+MIN_HEIGHT = CTU_SIZE
+
 
 def _load_extension() -> Any:
     from dmic_core.codecs import _x265  # noqa: PLC0415 - optional compiled module
@@ -154,6 +165,10 @@ class X265Codec(Codec):
                         f"build(s) {', '.join(map(str, SUPPORTED_X265_BUILDS))}")
         return None
 
+    def coded_frame_size(self, height: int, width: int) -> tuple[int, int]:
+        h, w = super().coded_frame_size(height, width)
+        return max(h, MIN_HEIGHT), max(w, MIN_WIDTH)
+
     def param_list(self) -> list[tuple[str, str]]:
         """The x265 options this instance adds to the fixed DMIC settings, as strings."""
         params: list[tuple[str, str]] = []
@@ -174,6 +189,12 @@ class X265Codec(Codec):
         if reason is not None:
             raise CodecUnavailableError(reason)
         n, height, width = frames.shape
+        if (height, width) != self.coded_frame_size(height, width):
+            need_h, need_w = self.coded_frame_size(height, width)
+            raise ValueError(f"x265 cannot code {height}x{width} frames correctly (at least "
+                             f"{MIN_HEIGHT} high and {MIN_WIDTH} wide): pad them to "
+                             f"{need_h}x{need_w} with dmic_core.transforms.hu.pad_frames(frames, "
+                             f"size=codec.coded_frame_size(h, w)) and crop the reconstruction")
         samples = frames.astype(np.uint8) if bit_depth == 8 else frames.astype("<u2")
         blocks = None if offsets is None else expand_ctu_offsets(offsets, height, width)
         params = self.param_list()
@@ -199,7 +220,7 @@ class X265Codec(Codec):
         check, decode_seconds = "not checked", 0.0
         if recon is None or self.verify:
             start = time.perf_counter()
-            decoded, check = self._decode_exactly(bitstream, bit_depth, qps, offsets)
+            decoded, check = self.reference_decode(bitstream, bit_depth, qps, offsets)
             decode_seconds = time.perf_counter() - start
             if decoded is None and recon is None:
                 raise CodecError(f"x265 returned no reconstruction and the stream was {check}")
@@ -234,7 +255,7 @@ class X265Codec(Codec):
         )
 
     @staticmethod
-    def _decode_exactly(bitstream: bytes, bit_depth: int, qps: np.ndarray | None,
+    def reference_decode(bitstream: bytes, bit_depth: int, qps: np.ndarray | None,
                         offsets: np.ndarray | None) -> tuple[np.ndarray | None, str]:
         """Decode with the first decoder that is exact for this stream: libde265, then PyAV.
 

@@ -91,9 +91,11 @@ class SampleMapping:
         return float(np.count_nonzero((hu < lo) | (hu >= hi)) / hu.size)
 
 
-def pad_frames(frames: np.ndarray, multiple: int = 8) -> np.ndarray:
-    """Pad ``(N, H, W)`` frames at the bottom/right to multiples of ``multiple`` by edge replication.
+def pad_frames(frames: np.ndarray, multiple: int = 8,
+               size: tuple[int, int] | None = None) -> np.ndarray:
+    """Pad ``(N, H, W)`` frames at the bottom/right by edge replication.
 
+    To multiples of ``multiple``, or to ``size`` (a codec's ``coded_frame_size``) when given.
     Replicated edges cost almost no bits and, unlike zeros, add no artificial edge.
     """
     if frames.ndim != 3:
@@ -101,7 +103,11 @@ def pad_frames(frames: np.ndarray, multiple: int = 8) -> np.ndarray:
     if multiple < 1:
         raise ValueError(f"multiple must be >= 1, got {multiple}")
     _n, h, w = frames.shape
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if size is None:
+        size = (h + (-h) % multiple, w + (-w) % multiple)
+    if size[0] < h or size[1] < w:
+        raise ValueError(f"cannot pad frames of {h}x{w} to the smaller size {size[0]}x{size[1]}")
+    pad_h, pad_w = size[0] - h, size[1] - w
     if pad_h == 0 and pad_w == 0:
         return frames
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
