@@ -25,8 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
+from dmic_core.defaults import QP_GRID  # the sweeps' grid: this bench explains their curves
+
 RESULTS = Path(__file__).resolve().parent / "results"
-QPS = (12, 17, 22, 27, 32, 37, 42)
 
 
 def heart_slab(label: np.ndarray, n: int) -> tuple[int, int]:
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default=f"{TEST_SEEDS[0]}:{TEST_SEEDS[-1] + 1}", metavar="A:B")
-    parser.add_argument("--qps", default=",".join(map(str, QPS)), help="paper QPs")
+    parser.add_argument("--qps", default=",".join(map(str, QP_GRID)), help="paper QPs")
     parser.add_argument("--slices", type=int, default=33)
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--preset", default=None, help="x265 preset (default: the codec's)")
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = list(parse_seed_range(args.seeds))
     qps = [int(q) for q in args.qps.split(",")]
-    setup = CodingSetup(preset=args.preset, bit_depth=12, window=(-1024.0, 3072.0))
+    setup = CodingSetup(preset=args.preset, bit_depth=12)  # the default 12-bit window: the full HU range
     segmenter = load_segmenter(args.model, **({} if args.threads is None else {"threads": args.threads}))
 
     rows: dict[str, dict[str, list[float]]] = {}
@@ -92,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seed {seed}: slab {s}:{e} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
     mean = {k: {m: float(np.mean(v)) for m, v in r.items()} for k, r in rows.items()}
-    coded_qps = {q: int(paper_to_coded_qp(hm_anchor_frame_qps(q, args.slices), 12, 4096.0)[0]) for q in qps}
+    coded_qps = {q: int(paper_to_coded_qp(hm_anchor_frame_qps(q, args.slices), 12,
+                                                  setup.mapping().window_hu)[0]) for q in qps}
     print(f"{'paper QP':>9} {'coded QP_I':>10} {'bits/voxel':>10} {'PSNR(HU)':>9} {'Dice':>7} {'vessel IoU':>10} {'mIoU':>7}")
     for key in keys:
         m = mean[key]

@@ -161,7 +161,8 @@ def segmenter_probe() -> dict[str, str | None]:
 
 @st.cache_resource(show_spinner=False)
 def method_probe() -> dict[str, str | None]:
-    """Method -> None when its code is present, else why not (methods land one by one)."""
+    """Method -> None when it can run here, else why not: every method of the registry runs, DMIC
+    only with trained agents to choose from."""
     from dmic_core.sweep import METHOD_NAMES
 
     out: dict[str, str | None] = {}
@@ -175,11 +176,6 @@ def method_probe() -> dict[str, str | None]:
                     reason = "no trained DMIC agents shipped yet (assets/)"
             except Exception as exc:  # noqa: BLE001
                 reason = f"DMIC agents unavailable ({exc.__class__.__name__})"
-        elif method not in ("hevc", "ratecontrol"):
-            try:
-                from dmic_core.agents import handcrafted  # noqa: F401
-            except Exception as exc:  # noqa: BLE001
-                reason = f"hand-crafted maps unavailable ({exc.__class__.__name__})"
         out[method] = reason
     return out
 

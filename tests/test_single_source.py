@@ -131,6 +131,8 @@ def test_sample_mapping_defaults_are_the_default_windows():
     for bits in defaults.BIT_DEPTHS:
         assert SampleMapping(bits).window == defaults.default_window(bits)
     assert SampleMapping(12).window == defaults.FULL_WINDOW and SampleMapping(10).window == defaults.CCTA_WINDOW
+    for command in ("encode", "compress", "sweep", "batch"):
+        assert tuple(_option(command, "bit_depth").choices) == defaults.BIT_DEPTHS
     from dmic_core.agents import features
 
     assert features.FULL_WINDOW is defaults.FULL_WINDOW

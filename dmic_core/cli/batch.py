@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dmic_core.cli.common import print_json
 from dmic_core.errors import DmicInputError
-from dmic_core.defaults import LAMBDA_GRID, QP_GRID, default_window
+from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID, default_window
 from dmic_core.sweep import METHOD_NAMES
 
 
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="concurrent tasks (default: $DMIC_JOB_WORKERS or half the cores; Ray: all CPUs)")
     parser.add_argument("--codec", default="x265", choices=["x265", "hm"])
-    parser.add_argument("--bit-depth", type=int, default=None, choices=[8, 10, 12],
+    parser.add_argument("--bit-depth", type=int, default=None, choices=BIT_DEPTHS,
                         help="coded depth (default: the task coding setup's)")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--agents", default=None, help="DMIC agent checkpoint (default: the shipped one)")

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from dmic_core.defaults import BIT_DEPTHS, default_window
 from dmic_core.jsonio import to_jsonable
 
 
@@ -13,11 +14,12 @@ def add_coding_arguments(parser) -> None:
     """``--codec --preset --bit-depth --window``: how frames are coded."""
     parser.add_argument("--codec", default="x265", choices=["x265", "hm"], help="HEVC engine (default x265)")
     parser.add_argument("--preset", default=None, help="x265 preset (default: the documented one)")
-    parser.add_argument("--bit-depth", type=int, default=12, choices=[8, 10, 12],
+    parser.add_argument("--bit-depth", type=int, default=12, choices=BIT_DEPTHS,
                         help="coded sample depth (default 12: HU -1024..3071 kept whole)")
     parser.add_argument("--window", type=parse_window, default=None, metavar="LO,HI",
-                        help="HU window mapped onto the sample range (default: full range at 12 bits, "
-                             "-200,824 at 8/10 bits)")
+                        help="HU window [LO, HI) mapped onto the sample range (default: "
+                             + ", ".join(f"{lo:g},{hi:g} at {b} bits" for b in BIT_DEPTHS
+                                         for lo, hi in [default_window(b)]) + ")")
 
 
 def parse_window(text: str) -> tuple[float, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dmic_core.cli.common import print_json
+from dmic_core.defaults import BIT_DEPTHS
 from dmic_core.evaluation import make_reference
 from dmic_core.io import load_label, load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--segmenter", default="builtin", help="builtin, gt (needs --label) or a TorchScript .pt")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--slices", default=None, metavar="A:B")
-    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=[8, 10, 12])
+    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
     parser.add_argument("--preset", default=None)
     parser.set_defaults(func=run)
 

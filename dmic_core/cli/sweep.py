@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from dmic_core.cli.common import print_json
+from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID
 from dmic_core.io import load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
-from dmic_core.defaults import LAMBDA_GRID, QP_GRID
 from dmic_core.sweep import METHOD_NAMES, bd_table, default_specs, run_sweep, write_sweep
 from dmic_core.volume import parse_slices
 
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     parser.add_argument("--segmenter", default="builtin")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
-    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=[8, 10, 12])
+    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
     parser.add_argument("--preset", default=None)
     parser.set_defaults(func=run)
 
