@@ -10,6 +10,7 @@ from dmic_core.cli.common import print_json
 
 def register(subparsers) -> None:
     from dmic_core.agents.strategies import DEFAULT_STRATEGY, STRATEGY_NAMES
+    from dmic_core.defaults import PRETRAINED_AGENTS
 
     parser = subparsers.add_parser(
         "finetune", help="few-shot tuning of the DMIC agents (paper's 8 strategies, K:10:10 split)")
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     parser.add_argument("--from", dest="pretrained", default=None,
-                        help="agents to start from (default assets/agents_pretrained.pt)")
+                        help=f"agents to start from (default assets/{PRETRAINED_AGENTS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the A2C run")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the K:10:10 split")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.state (else start over)")
