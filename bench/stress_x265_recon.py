@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   debug_root=args.debug), 1):
             for table, key in ((by_width, out.coded_size[1]), (by_preset, out.case.preset)):
                 table[key]["cases"] += 1
-                table[key]["recon_mismatch"] += int(not out.recon_matches)
+                table[key]["recon_mismatch"] += int(out.recon_matches is False)
+                table[key]["unverifiable"] += int(out.recon_matches is None and out.error is None)
                 table[key]["nondeterministic"] += int(out.deterministic is False)
                 table[key]["errors"] += int(out.error is not None)
             if not out.ok:
@@ -69,14 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             b.terminate()
     seconds = time.perf_counter() - start
 
-    print(f"\n{'coded width':>12} {'cases':>6} {'mismatch':>9} {'nondet':>7} {'errors':>7}")
-    for width in sorted(by_width):
-        c = by_width[width]
-        print(f"{width:>12} {c['cases']:>6} {c['recon_mismatch']:>9} {c['nondeterministic']:>7} {c['errors']:>7}")
-    print(f"\n{'preset':>12} {'cases':>6} {'mismatch':>9} {'nondet':>7} {'errors':>7}")
-    for preset in stress.PRESETS:
-        c = by_preset[preset]
-        print(f"{preset:>12} {c['cases']:>6} {c['recon_mismatch']:>9} {c['nondeterministic']:>7} {c['errors']:>7}")
+    columns = ("cases", "recon_mismatch", "nondeterministic", "unverifiable", "errors")
+    for title, table in (("coded width", by_width), ("preset", by_preset)):
+        print(f"\n{title:>12} " + " ".join(f"{c:>16}" for c in columns))
+        for key in sorted(table, key=str):
+            print(f"{key:>12} " + " ".join(f"{table[key][c]:>16}" for c in columns))
     print(f"\n{args.encodes} cases ({2 * args.encodes} encodes), {len(failures)} failing, "
           f"{seconds:.0f} s, {args.workers} workers + {args.burners} CPU burners")
     args.out.parent.mkdir(parents=True, exist_ok=True)
