@@ -13,9 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dmic_core.jobs import JobStore, Runner, TaskSpec
+from polling import join_all, scaled
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 60
+TIMEOUT = scaled(60)  # seconds one AppTest script run may take (AppTest's own default is 3)
 
 
 def _tiny_case(folder: Path) -> tuple[Path, Path]:
@@ -53,7 +54,7 @@ def workspace(tmp_path_factory):
     runner = Runner(root / "_jobs", workers=1, idle_exit=0.3)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    thread.join(120)
+    join_all([thread], timeout=120, what="the runner to finish the fixture's job")
     statuses = [(t["status"], t["error"]) for t in store.tasks("job1")]
     assert all(s == "done" for s, _ in statuses), statuses
     return root, ws_id
@@ -198,7 +199,7 @@ def test_downloads_page(workspace, monkeypatch):
 def test_home_example_generates_a_phantom(tmp_path, monkeypatch):
     monkeypatch.setenv("DMIC_WORKSPACE_ROOT", str(tmp_path))
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=scaled(120)).run()
     at.button(key="home_example").click().run()
     assert not at.exception, at.exception
     ws = tmp_path / at.session_state["ws_id"]

@@ -22,6 +22,7 @@ from dmic_core.batch.plan import plan_tasks
 from dmic_core.cli import main as dmic_main
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.errors import DmicInputError
+from polling import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = BatchConfig(methods=("hevc", "linear"), qps=(22.0, 27.0, 32.0, 37.0), segmenter="gt")
@@ -166,7 +167,7 @@ def test_cli_subprocess_slices_and_json(dataset, tmp_path):
     out = tmp_path / "cli"
     proc = subprocess.run([sys.executable, "-m", "dmic_core.cli", "batch", str(dataset), "--out", str(out),
                            "--methods", "hevc", "--qps", "27,37", "--segmenter", "gt", "--slices", "4:12",
-                           "--workers", "1"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+                           "--workers", "1"], capture_output=True, text=True, cwd=ROOT, timeout=scaled(120))
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
     assert payload["counts"]["done"] == 4 and payload["executor"] == "local"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from polling import scaled
 from test_finetune import random_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def ws(tmp_path, monkeypatch):
 
 
 def _app(ws) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=scaled(60))
     at.query_params["ws"] = ws[1]
     at.switch_page("pages/finetune.py")
     return at

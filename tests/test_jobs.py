@@ -17,7 +17,7 @@ import pytest
 
 from dmic_core.jobs import JobStore, Runner, TaskSpec, ensure_runner, runner_alive, stop_runner
 from dmic_core.jobs.store import pid_alive
-from polling import wait_for
+from polling import join_all, wait_for
 
 
 def _volume(path: Path, shape=(64, 64, 12), sigma=100.0, seed=0) -> str:
@@ -39,8 +39,7 @@ def _run_until_idle(workspace: Path, timeout: float = 90.0, workers: int = 1) ->
     runner = Runner(workspace, workers=workers, idle_exit=0.3)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), "runner did not finish in time"
+    join_all([thread], timeout=timeout, what="the runner to finish its queue and go idle")
     return runner
 
 
@@ -134,8 +133,7 @@ def test_cancel_between_frames_and_queued(tmp_path):
     thread.start()
     wait_for(lambda: any(t["progress_done"] > 0 for t in store.tasks(job)), what="progress")
     store.cancel_job(job)
-    thread.join(60)
-    assert not thread.is_alive()
+    join_all([thread], timeout=60, what="the runner to stop after the cancel")
     statuses = [t["status"] for t in store.tasks(job)]
     assert statuses == ["cancelled", "cancelled"]
     first = store.tasks(job)[0]
@@ -157,7 +155,7 @@ def test_killed_worker_fails_with_reason_and_is_retried(tmp_path):
     os.kill(task["worker_pid"], signal.SIGKILL)
     wait_for(lambda: store.tasks(job)[0]["error"], what="failure recorded")
     assert "killed (SIGKILL)" in store.tasks(job)[0]["error"]
-    thread.join(90)
+    join_all([thread], timeout=90, what="the retried task and the runner to finish")
     (done,) = store.tasks(job)
     assert done["status"] == "done" and done["attempts"] == 2
     assert (Path(done["out_dir"]) / "result.json").is_file()

@@ -20,6 +20,7 @@ from dmic_core.agents.features import clip_state, ctu_observation, lambda_contex
 from dmic_core.agents.policies import CTUAgent, FrameAgent
 from dmic_core.agents.spaces import PAPER, ActionSpace, get_space
 from dmic_core.codecs.qp import ctu_grid_shape
+from dmic_core.errors import DmicInputError
 
 CHECKPOINT_FORMAT = "dmic-agents/1"
 
@@ -112,17 +113,34 @@ class DMICAgents(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> "DMICAgents":
-        """Agents from a checkpoint written by :meth:`save` (weights back in float32)."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a DMIC agents checkpoint (format {payload.get('format')!r})")
-        agents = cls(ActionSpace.from_dict(payload["space"]))
-        for kind in payload["adapters"]["frame"]:
-            agents.frame.add_adapter(kind)
-        for kind in payload["adapters"]["ctu"]:
-            agents.ctu.add_adapter(kind)
-        agents.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                for k, v in payload["state"].items()})
+        """Agents from a checkpoint written by :meth:`save` (weights back in float32).
+
+        Raises:
+            DmicInputError: the file is missing, truncated, corrupt, or not a DMIC agents checkpoint
+                (one line naming the file; a job does not retry it).
+        """
+        path = Path(path)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise DmicInputError("agent checkpoint not found", path) from None
+        except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ...
+            raise DmicInputError(f"not a readable agents checkpoint, truncated or corrupt ({_one_line(exc)})",
+                                 path) from exc
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+            raise DmicInputError(f"not a DMIC agents checkpoint (format {found!r})", path)
+        try:
+            agents = cls(ActionSpace.from_dict(payload["space"]))
+            for kind in payload["adapters"]["frame"]:
+                agents.frame.add_adapter(kind)
+            for kind in payload["adapters"]["ctu"]:
+                agents.ctu.add_adapter(kind)
+            agents.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                    for k, v in payload["state"].items()})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise DmicInputError(f"agents checkpoint does not fit the agents ({_one_line(exc)})",
+                                 path) from exc
         agents.meta = dict(payload.get("meta", {}))
         return agents
 
@@ -132,3 +150,10 @@ def _pick(logits: torch.Tensor, deterministic: bool, generator: torch.Generator 
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's type and first sentence (torch's messages run to paragraphs of advice)."""
+    text = " ".join(str(exc).split()).split(". ")[0].rstrip(".")
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -113,6 +113,7 @@ class Runner:
                 if t["id"] not in mine and (t["runner_id"] != self.id or not t["worker_pid"])
                 and not pid_alive(t["worker_pid"])]
         if lost:
+            self._drop_partials(lost)
             n = self.store.requeue_interrupted(lost)
             log.info("requeued %d interrupted task(s): %s", n, lost)
             return n
@@ -163,10 +164,20 @@ class Runner:
             lock.close()
 
     def recover_own(self) -> None:
-        """On the way out: tasks this runner still had are requeued for the next runner."""
+        """On the way out (the executor is shut down): tasks this runner still had are requeued for
+        the next runner, their half-written folders removed."""
         own = [t["id"] for t in self.store.tasks(status="running") if t["runner_id"] == self.id]
         if own:
-            self.store.requeue_interrupted(own)
+            self._drop_partials(own)
+            n = self.store.requeue_interrupted(own)
+            log.info("stopping: requeued %d interrupted task(s), no attempt spent: %s", n, own)
+
+    def _drop_partials(self, task_ids: list[int]) -> None:
+        """Remove the temporary output folders of tasks whose worker is gone (never read again)."""
+        for task_id in task_ids:
+            task = self.store.task(task_id)
+            if task and not pid_alive(task["worker_pid"]):
+                remove_stale_partials(Path(task["out_dir"]))
 
     def _settle(self, outcome) -> None:
         self._cancel_seen.pop(outcome.task_id, None)

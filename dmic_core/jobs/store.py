@@ -42,6 +42,9 @@ FINISHED = ("done", "failed", "cancelled")
 #: Attempts a task gets by default: the first run plus one retry.
 DEFAULT_MAX_ATTEMPTS = 2
 
+#: What a task that was running when its runner or worker stopped says while it waits again.
+INTERRUPTED = "interrupted: the job runner stopped before this point finished; queued to run again"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -322,8 +325,12 @@ class JobStore:
             con.execute("UPDATE tasks SET status='cancelled', error=?, finished_at=?, updated_at=?, worker_pid=NULL"
                         " WHERE id=? AND status IN ('queued','running')", (reason, now, now, task_id))
 
-    def requeue_interrupted(self, task_ids: Iterable[int]) -> int:
-        """Put running tasks whose worker is gone back in the queue without spending an attempt."""
+    def requeue_interrupted(self, task_ids: Iterable[int], reason: str = INTERRUPTED) -> int:
+        """Put running tasks whose worker is gone back in the queue without spending an attempt.
+
+        ``reason`` goes in the ``error`` column while the task waits (the app shows it next to the
+        queued task); the next attempt's outcome replaces it.
+        """
         n = 0
         with self._transaction() as con:
             now = _now()
@@ -331,8 +338,8 @@ class JobStore:
                 cur = con.execute(
                     "UPDATE tasks SET status=CASE WHEN cancel_requested=1 THEN 'cancelled' ELSE 'queued' END,"
                     " attempts=MAX(attempts-1, 0), worker_pid=NULL, runner_id=NULL, updated_at=?,"
-                    " error=CASE WHEN cancel_requested=1 THEN 'cancelled' ELSE error END"
-                    " WHERE id=? AND status='running'", (now, task_id))
+                    " error=CASE WHEN cancel_requested=1 THEN 'cancelled' ELSE ? END"
+                    " WHERE id=? AND status='running'", (now, reason, task_id))
                 n += cur.rowcount
         return n
 
