@@ -29,14 +29,15 @@ from dmic_core.agents.dmic import DMICAgents
 from dmic_core.agents.env import ClipCache, RealEnv
 from dmic_core.agents.source_task import LumenThresholdSegmenter
 from dmic_core.agents.spaces import get_space
+from dmic_core.datasets.seeds import seed_range
 from dmic_core.evaluation import make_reference
 from dmic_core.pipeline import TASK_CODING, CodingSetup
 from dmic_core.segmentation.base import Segmenter
 from dmic_core.volume import Volume
 
 #: Phantom seeds of the source domain (pretraining) and of its held-out check.
-SOURCE_SEEDS = tuple(range(5001, 5013))
-SOURCE_HELDOUT_SEEDS = (5900, 5901)
+SOURCE_SEEDS = tuple(seed_range("agents-source").seeds)
+SOURCE_HELDOUT_SEEDS = tuple(seed_range("agents-source-check").seeds)
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "work_dirs" / "cache" / "agents"
 
 
