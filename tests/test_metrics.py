@@ -103,6 +103,29 @@ def test_bd_partial_overlap_and_unordered_points():
     assert partial.ok and 0 < partial.overlap < 1
 
 
+def test_bd_with_too_little_overlap_is_undefined_with_the_reason():
+    shifted = PSNR + (PSNR.max() - PSNR.min()) * 0.8  # the curves share a fifth of their span
+    loose = bd_rate(RATES, PSNR, RATES, shifted)
+    assert loose.ok and loose.overlap < 0.3
+    strict = bd_rate(RATES, PSNR, RATES, shifted, min_overlap=0.5)
+    assert math.isnan(strict.value) and "less than the required 50%" in strict.reason
+    assert strict.overlap == pytest.approx(loose.overlap)
+    assert bd_rate(RATES, PSNR, RATES * 0.9, PSNR, min_overlap=0.5).value == pytest.approx(-10.0)
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
+    from dmic_core.metrics.stats import bootstrap_mean_ci
+
+    values = [-20.0, -35.0, -59.0, -41.0, float("nan"), -28.0]
+    ci = bootstrap_mean_ci(values, seed=3)
+    assert ci.n == 5 and ci.mean == pytest.approx(-36.6)
+    assert ci.low < ci.mean < ci.high and ci.low >= -59.0 and ci.high <= -20.0
+    assert bootstrap_mean_ci(values, seed=3) == ci
+    narrow = bootstrap_mean_ci(values, level=0.5, seed=3)
+    assert ci.low <= narrow.low and narrow.high <= ci.high
+    assert bootstrap_mean_ci([float("nan")]).text() == "n/a"
+
+
 @pytest.mark.parametrize("args,reason", [
     ((RATES[:3], PSNR[:3], RATES[:3], PSNR[:3]), "at least 4"),
     ((RATES, PSNR, RATES, PSNR[::-1]), "not monotonic"),

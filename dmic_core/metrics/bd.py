@@ -50,16 +50,24 @@ class BDResult:
 
 
 def bd_rate(anchor_rates: ArrayLike, anchor_quality: ArrayLike, test_rates: ArrayLike,
-            test_quality: ArrayLike) -> BDResult:
-    """Average rate difference of test vs anchor at equal quality, in percent."""
-    return _bd(anchor_rates, anchor_quality, test_rates, test_quality, kind="rate")
+            test_quality: ArrayLike, min_overlap: float = 0.0) -> BDResult:
+    """Average rate difference of test vs anchor at equal quality, in percent.
+
+    The average runs over the quality range both curves cover, never beyond it. With
+    ``min_overlap`` > 0, a result whose shared range is a smaller fraction of the joint range is
+    ``NaN`` with the reason (too little overlap means the number speaks for a sliver of the curves).
+    """
+    return _bd(anchor_rates, anchor_quality, test_rates, test_quality, kind="rate",
+               min_overlap=min_overlap)
 
 
 def bd_quality(anchor_rates: ArrayLike, anchor_quality: ArrayLike, test_rates: ArrayLike,
-               test_quality: ArrayLike) -> BDResult:
+               test_quality: ArrayLike, min_overlap: float = 0.0) -> BDResult:
     """Average quality difference of test vs anchor at equal rate (BD-PSNR for PSNR; for mIoU in
-    [0, 1] the caller multiplies by 100 to report percentage points)."""
-    return _bd(anchor_rates, anchor_quality, test_rates, test_quality, kind="quality")
+    [0, 1] the caller multiplies by 100 to report percentage points); ``min_overlap`` as in
+    :func:`bd_rate`, over the log-rate range."""
+    return _bd(anchor_rates, anchor_quality, test_rates, test_quality, kind="quality",
+               min_overlap=min_overlap)
 
 
 def upper_envelope(rates: ArrayLike, quality: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +92,8 @@ def upper_envelope(rates: ArrayLike, quality: ArrayLike) -> tuple[np.ndarray, np
     return np.asarray(out_r), np.asarray(out_q)
 
 
-def _bd(ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike, kind: str) -> BDResult:
+def _bd(ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike, kind: str,
+        min_overlap: float = 0.0) -> BDResult:
     curves = {}
     for name, rates, quality in (("anchor", ar, aq), ("test", tr, tq)):
         checked = _check_curve(name, rates, quality)
@@ -101,6 +110,9 @@ def _bd(ar: ArrayLike, aq: ArrayLike, tr: ArrayLike, tq: ArrayLike, kind: str) -
     if high <= low:
         return BDResult(float("nan"), f"{axis_name} ranges of anchor and test do not overlap", 0.0)
     overlap = float((high - low) / total)
+    if overlap < min_overlap:
+        return BDResult(float("nan"), f"{axis_name} ranges overlap by {overlap:.0%} of their joint "
+                                      f"range, less than the required {min_overlap:.0%}", overlap)
 
     import bjontegaard  # imports matplotlib: only when a BD is actually computed
 
