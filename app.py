@@ -11,10 +11,13 @@ from pathlib import Path
 import streamlit as st
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
+#: The browser-tab icon, served by the app itself: a ``:material/...:`` or emoji page icon makes
+#: the browser fetch it from an outside font or CDN server on every page load.
+ICON = Path(__file__).resolve().parent / "assets" / "app_icon.png"
 
 
 def run() -> None:
-    st.set_page_config(page_title="DMIC Studio", page_icon=":material/cardiology:", layout="wide")
+    st.set_page_config(page_title="DMIC Studio", page_icon=str(ICON), layout="wide")
     page = st.navigation({
         "DMIC Studio": [
             st.Page(PAGES_DIR / "home.py", title="Home", icon=":material/home:", default=True),

@@ -88,3 +88,30 @@ def test_zip_round_trip_through_our_reader(nifti, tmp_path):
     back = load_volume(path)
     np.testing.assert_array_equal(back.hu, vol.hu)
     np.testing.assert_allclose(back.spacing, vol.spacing, atol=1e-4)
+
+
+def _dciodvfy_errors(path) -> list[str]:
+    import subprocess
+
+    proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.mark.parametrize("keep_identifiers", [False, True])
+def test_every_exported_instance_passes_the_dicom3tools_validator(nifti, tmp_path, keep_identifiers):
+    """dciodvfy (Debian dicom3tools, installed by scripts/setup.sh --with-test-tools): 0 errors."""
+    import os
+    import shutil
+
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dciodvfy missing in CI: scripts/setup.sh --with-test-tools installs dicom3tools")
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    vol = load_volume(nifti)
+    out = export_dicom_series(vol, tmp_path / "series", compression_ratio=20.0,
+                              patient={"PatientName": "Doe^Jane", "PatientID": "123"},
+                              keep_identifiers=keep_identifiers)
+    files = sorted(out.glob("*.dcm"))
+    assert len(files) == vol.n_frames
+    for f in files:
+        assert _dciodvfy_errors(f) == [], f.name

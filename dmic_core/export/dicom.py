@@ -55,7 +55,7 @@ def _ds(value: float) -> str:
 def build_series(volume: Volume, array_zyx: np.ndarray | None = None, *, compression_ratio: float | None = None,
                  method: str = HEVC_METHOD, description: str = "DMIC decoded", derivation: str | None = None,
                  patient: dict[str, Any] | None = None, keep_identifiers: bool = False,
-                 series_number: int = 901) -> list[Dataset]:
+                 series_number: int = 901, body_part: str = "HEART") -> list[Dataset]:
     """The datasets of the series, one per canonical frame (inferior to superior).
 
     Args:
@@ -63,6 +63,7 @@ def build_series(volume: Volume, array_zyx: np.ndarray | None = None, *, compres
         compression_ratio: original size / coded size, written as ``LossyImageCompressionRatio``.
         method: ``LossyImageCompressionMethod`` (default HEVC).
         patient: identifiers of the source study (written only with ``keep_identifiers``).
+        body_part: ``BodyPartExamined`` (an unpaired part, so ``Laterality`` stays absent).
     """
     hu = np.asarray(volume.hu if array_zyx is None else array_zyx)
     if hu.ndim != 3 or hu.shape != volume.hu.shape:
@@ -112,6 +113,11 @@ def build_series(volume: Volume, array_zyx: np.ndarray | None = None, *, compres
             ds.PatientIdentityRemoved = "YES"
             ds.DeidentificationMethod = "DMIC Studio export: no identifiers written"
         ds.PositionReferenceIndicator = ""
+        # Type 2 / 2C attributes the CT Image and General Series modules require to be present:
+        # empty (unknown) rather than invented; dciodvfy reports errors without them.
+        ds.KVP = ""
+        ds.PatientPosition = ""
+        ds.BodyPartExamined = body_part
         ds.ImagePositionPatient = [_ds(v) for v in (aff @ np.array([0.0, 0.0, k, 1.0]))[:3]]
         ds.ImageOrientationPatient = [_ds(v) for v in (*cols_dir, *rows_dir)]
         ds.SliceLocation = _ds(float((aff @ np.array([0.0, 0.0, k, 1.0]))[2]))
