@@ -67,6 +67,60 @@ def run_slices(hu: np.ndarray, model: Callable[[torch.Tensor], torch.Tensor], *,
         emit(start, stop, out)
 
 
+def fine_positions(n_in: int, factor: float) -> tuple[int, float]:
+    """Frames after resampling ``n_in`` frames by ``factor`` along z, end frames kept in place.
+
+    Returns ``(m, step)``: fine frame ``j`` lies at input position ``j * step`` (``step`` =
+    ``(n_in - 1) / (m - 1)``, about ``1 / factor``).
+    """
+    if n_in < 2:
+        return n_in, 1.0
+    m = max(2, int(round((n_in - 1) * factor)) + 1)
+    return m, (n_in - 1) / (m - 1)
+
+
+def run_volume(hu: np.ndarray, model: Callable[[torch.Tensor], torch.Tensor], *, in_slices: int,
+               size_multiple: int, batch_size: int, prep: Callable[[torch.Tensor], torch.Tensor],
+               emit: Callable[[int, int, torch.Tensor], None], zoom: float = 1.0, z_factor: float = 1.0,
+               channels_last: bool = True) -> None:
+    """:func:`run_slices`, with the frames first resampled along z by ``z_factor`` (linear).
+
+    The model then sees adjacent frames as far apart as in training whatever the input's slice
+    spacing. Work goes in blocks of ``batch_size`` input frames: their fine frames (plus
+    ``in_slices // 2`` context frames either side) are interpolated from the input, segmented,
+    and the logits are interpolated back to the input frames, so memory stays bounded and every
+    output lies exactly on the input grid.
+    """
+    z = hu.shape[0]
+    if z_factor == 1.0 or z < 2:
+        run_slices(hu, model, in_slices=in_slices, size_multiple=size_multiple, batch_size=batch_size,
+                   prep=prep, emit=emit, zoom=zoom, channels_last=channels_last)
+        return
+    m, step = fine_positions(z, z_factor)
+    half = in_slices // 2
+    for i0 in range(0, z, batch_size):
+        i1 = min(z, i0 + batch_size)
+        j0, j1 = int(np.floor(i0 / step)), min(m - 1, int(np.ceil((i1 - 1) / step)))
+        jl, jh = max(0, j0 - half), min(m - 1, j1 + half)
+        pos = np.arange(jl, jh + 1) * step
+        lo = np.minimum(np.floor(pos).astype(np.int64), z - 1)
+        hi = np.minimum(lo + 1, z - 1)
+        w = (pos - lo).astype(np.float32)[:, None, None]
+        fine = np.asarray(hu[lo], np.float32) * (1.0 - w) + np.asarray(hu[hi], np.float32) * w
+        logits = torch.empty((jh - jl + 1,) + hu.shape[1:], dtype=torch.float32)
+
+        def keep(a: int, b: int, out: torch.Tensor) -> None:
+            logits[a:b] = out
+
+        run_slices(fine, model, in_slices=in_slices, size_multiple=size_multiple, batch_size=batch_size,
+                   prep=prep, emit=keep, zoom=zoom, channels_last=channels_last)
+        back = np.arange(i0, i1) / step - jl  # input frames in the block's fine coordinates
+        bl = np.clip(np.floor(back).astype(np.int64), 0, len(logits) - 1)
+        bh = np.minimum(bl + 1, len(logits) - 1)
+        bw = torch.from_numpy((back - bl).astype(np.float32)).view(-1, 1, 1)
+        emit(i0, i1, logits[bl] * (1.0 - bw) + logits[bh] * bw)
+
+
 def collect(hu_shape: tuple[int, int, int], kind: str, threshold: float,
             logits_are_probabilities: bool = False) -> tuple[np.ndarray, Callable[[int, int, torch.Tensor], None]]:
     """An output array and the ``emit`` callback that fills it (``kind`` 'mask' or 'prob')."""

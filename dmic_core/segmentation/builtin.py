@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from dmic_core.errors import DmicInputError
-from dmic_core.segmentation._inference import collect, run_slices, torch_threads
+from dmic_core.segmentation._inference import collect, run_volume, torch_threads
 from dmic_core.segmentation.base import DEFAULT_THRESHOLD, Segmenter, as_hu_array
+from dmic_core.segmentation.config import TRAIN_SLICE_MM
 from dmic_core.segmentation.unet import HU_WINDOW, UNet25D, fuse_conv_bn, normalize_hu
 from dmic_core.volume import Volume
 
@@ -73,9 +74,11 @@ class UNetSegmenter(Segmenter):
             already-built network.
         batch_size: frames per forward pass; memory grows linearly with it.
         threads: intra-op CPU threads (default: all cores this process may use).
-        resample: ``"auto"`` zooms frames in-plane to the training pixel size when the volume's
-            pixel size differs from it by more than 25 % (masks still come back on the input
-            grid); ``False`` never resamples.
+        resample: ``"auto"`` resamples the volume to the training geometry before the network:
+            in-plane to the training pixel size and along z to the training slice spacing
+            (linear), each when the volume's differs by more than 25 % (the augmentation's zoom
+            range); the logits are resampled back, so masks lie exactly on the input grid.
+            ``False`` never resamples. Bare arrays (no spacing) are never resampled.
         threshold: probability cut for :meth:`segment`.
     """
 
@@ -106,6 +109,7 @@ class UNetSegmenter(Segmenter):
         self.resample = resample
         self.threshold = float(threshold)
         self.train_spacing = self.meta.get("spacing_mm")
+        self.train_slice_mm = float(self.meta.get("slice_mm", TRAIN_SLICE_MM))
 
     def zoom_for(self, volume: Volume | np.ndarray) -> float:
         """In-plane zoom applied before the network (1.0: none)."""
@@ -115,13 +119,20 @@ class UNetSegmenter(Segmenter):
         ratio = pixel / float(self.train_spacing)
         return ratio if (ratio > 1.25 or ratio < 0.8) else 1.0
 
+    def z_factor_for(self, volume: Volume | np.ndarray) -> float:
+        """Frames per input frame after resampling along z (1.0: none)."""
+        if self.resample != "auto" or not isinstance(volume, Volume):
+            return 1.0
+        ratio = float(volume.spacing[0]) / self.train_slice_mm
+        return ratio if (ratio > 1.25 or ratio < 0.8) else 1.0
+
     def _run(self, volume: Volume | np.ndarray, kind: str) -> np.ndarray:
         hu = as_hu_array(volume)
         out, emit = collect(hu.shape, kind, self.threshold)
         with torch_threads(self.threads), torch.inference_mode():
-            run_slices(hu, self.net, in_slices=self.in_slices, size_multiple=self.size_multiple,
+            run_volume(hu, self.net, in_slices=self.in_slices, size_multiple=self.size_multiple,
                        batch_size=self.batch_size, prep=normalize_hu, emit=emit,
-                       zoom=self.zoom_for(volume))
+                       zoom=self.zoom_for(volume), z_factor=self.z_factor_for(volume))
         return out
 
     def probabilities(self, volume: Volume | np.ndarray) -> np.ndarray:

@@ -14,6 +14,9 @@ TRAIN_SEEDS = range(1000, 1030)
 VAL_SEEDS = range(2000, 2005)
 TEST_SEEDS = range(3000, 3010)
 
+#: Slice spacing (mm) of the training volumes (phantoms: 0.5 mm frames); inputs are resampled to it.
+TRAIN_SLICE_MM = 0.5
+
 #: Where generated training phantoms are cached (git-ignored).
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "work_dirs" / "cache" / "phantoms"
 

@@ -311,6 +311,7 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
     for v in train_vols:
         v.index(rng)
     spacing = float(np.median([math.sqrt(v.spacing[1] * v.spacing[2]) for v in train_vols]))
+    slice_mm = float(np.median([v.spacing[0] for v in train_vols]))
 
     def lr_at(step: int) -> float:
         warm = 100
@@ -336,7 +337,7 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
             f"mIoU {scores['miou']:.4f}{'  (best)' if improved else ''}")
         if improved:
             best = {"step": step, **scores}
-            save_weights(net, out, {"spacing_mm": spacing, "threshold": 0.5, "train": _portable(cfg),
+            save_weights(net, out, {"spacing_mm": spacing, "slice_mm": slice_mm, "threshold": 0.5, "train": _portable(cfg),
                                     "val": best, "trained_steps": step})
         net.train()
 
