@@ -136,6 +136,18 @@ def test_killed_and_crashing_workers(slow_dataset, tmp_path):
     assert results["r"].failures[0]["error"] == "worker process was killed (SIGSEGV)"
 
 
+def _alive(proc: subprocess.Popen, pred):
+    """``pred`` for :func:`wait_for`, failing at once (with the process's stderr) if ``proc`` has
+    exited: a ``dmic batch`` that died early is reported, not waited on until the deadline."""
+    def check():
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            err = err.decode(errors="replace") if isinstance(err, bytes) else err
+            raise AssertionError(f"dmic batch exited with {proc.returncode} too early: {err[-2000:]}")
+        return pred()
+    return check
+
+
 @pytest.mark.slow
 def test_batch_killed_mid_encode_resumes(slow_dataset, tmp_path):
     """SIGKILL the ``dmic batch`` process and its worker (a crash), then run the same command."""
@@ -144,8 +156,8 @@ def test_batch_killed_mid_encode_resumes(slow_dataset, tmp_path):
            "--qps", "37,32,12", "--segmenter", "gt", "--workers", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        store = wait_for(lambda: (out / "jobs.sqlite").exists() and JobStore(out), what="store")
-        victim = wait_for(lambda: _running(store, 12.0, 1), timeout=90, what="QP 12 encoding")
+        store = wait_for(_alive(proc, lambda: (out / "jobs.sqlite").exists() and JobStore(out)), what="store")
+        victim = wait_for(_alive(proc, lambda: _running(store, 12.0, 1)), timeout=90, what="QP 12 encoding")
         done_before = {t["setting"]: Path(t["result_path"]).stat().st_mtime_ns for t in store.tasks(status="done")}
         assert set(done_before) == {37.0, 32.0}
         proc.kill()
@@ -279,8 +291,8 @@ def test_batch_stopped_with_sigterm_resumes(slow_dataset, tmp_path):
            "--methods", "hevc", "--qps", "37,12", "--segmenter", "gt", "--workers", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        store = wait_for(lambda: (out / "jobs.sqlite").exists() and JobStore(out), what="store")
-        victim = wait_for(lambda: _running(store, 12.0, 1), timeout=90, what="QP 12 encoding")
+        store = wait_for(_alive(proc, lambda: (out / "jobs.sqlite").exists() and JobStore(out)), what="store")
+        victim = wait_for(_alive(proc, lambda: _running(store, 12.0, 1)), timeout=90, what="QP 12 encoding")
         done_before = {t["setting"]: Path(t["result_path"]).stat().st_mtime_ns
                        for t in store.tasks(status="done")}
         assert set(done_before) == {37.0}
