@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # Sets up DMIC Studio on Debian 12 / Ubuntu: system packages, virtual environment, Python
 # packages, the libx265 binding, and a check of the shipped model weights. Idempotent: a second
-# run only checks (seconds). Usage: scripts/setup.sh [--with-test-tools]
+# run only checks (seconds). Usage: scripts/setup.sh [--with-test-tools] [--with-hm PATH]
+#   --with-hm PATH  also build the HM reference encoder/decoder (HM 16.25 tarball or folder, your
+#                   own copy; or set DMIC_HM_SOURCE) with the project's patch into hm_bin/
+#                   (scripts/build_hm.sh: about 2 minutes on 2 cores the first time, cached after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WITH_TEST_TOOLS=0
-[[ "${1:-}" == "--with-test-tools" ]] && WITH_TEST_TOOLS=1
+HM_SOURCE="${DMIC_HM_SOURCE:-}"
+while (( $# )); do
+  case "$1" in
+    --with-test-tools) WITH_TEST_TOOLS=1 ;;
+    --with-hm) [[ $# -ge 2 ]] || { echo "[setup] --with-hm needs a PATH (HM 16.25 tarball or folder)" >&2; exit 2; }
+               HM_SOURCE="$2"; shift ;;
+    --with-hm=*) HM_SOURCE="${1#--with-hm=}" ;;
+    *) echo "[setup] unknown option: $1 (use --with-test-tools, --with-hm PATH)" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- system packages (only the missing ones) -------------------------------------------------
 APT_PACKAGES=(python3 python3-venv python3-dev gcc x265 libx265-dev ffmpeg libde265-examples)
 (( WITH_TEST_TOOLS )) && APT_PACKAGES+=(chromium chromium-driver)
+[[ -n "$HM_SOURCE" ]] && APT_PACKAGES+=(cmake g++ make patch)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -39,6 +53,11 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]] || ! .venv/bin/python -c "i
   say "building the libx265 binding and installing dmic_core"
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
+fi
+
+# --- HM reference encoder (optional; built from your own source, cached by a stamp) --------
+if [[ -n "$HM_SOURCE" ]]; then
+  bash scripts/build_hm.sh "$HM_SOURCE"
 fi
 
 # --- shipped model weights (trained here; see assets/*.md for the commands) ------------------

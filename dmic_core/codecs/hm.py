@@ -1,11 +1,13 @@
 """HM (HEVC reference encoder) backend: the quality anchor, driven as an external binary.
 
-Nothing of HM is committed: users put ``TAppEncoder`` (or ``TAppEncoderStatic``) in
-``$DMIC_HM_DIR`` or ``<repo>/hm_bin/`` (see hm_bin/README.md). The coding structure is written
-by us with the values of HM's ``encoder_lowdelay_P_main.cfg``. Frame QPs are forced either by
-running the plain anchor (``--QP base``) when they equal HM's LDP pattern, or with a flat GOP and
-``--dQPFile``. Per-CTU maps need a modified HM that lists :data:`CTU_MAP_OPTION` in ``--help``.
-The stream is decoded with FFmpeg (PyAV) and checked against HM's own reconstruction.
+Nothing of HM is committed: ``bash scripts/setup.sh --with-hm HM-16.25.tar.gz`` builds HM 16.25
+with the project's patch (hm_bin/patches/) into ``<repo>/hm_bin/``; ``$DMIC_HM_DIR`` may name
+another folder (see hm_bin/README.md). The coding structure is written by us with the values of
+HM's ``encoder_lowdelay_P_main.cfg``. Frame QPs are forced either by running the plain anchor
+(``--QP base``) when they equal HM's LDP pattern, or with a flat GOP and ``--dQPFile``. Per-CTU
+maps need the patched encoder (:data:`CTU_MAP_OPTION` in ``--help``); the patched decoder's
+:data:`CTU_TRACE_OPTION` reports the QP every CTU carries in the stream. The stream is decoded
+with libde265 or FFmpeg (PyAV) and checked against HM's own reconstruction.
 """
 
 from __future__ import annotations
@@ -24,8 +26,15 @@ import numpy as np
 
 from dmic_core.codecs.base import Codec, EncodeResult, register_codec
 from dmic_core.codecs.decode import decode_hevc
-from dmic_core.codecs.qp import CODEC_QP_MAX, CODEC_QP_MIN, GOP_SIZE, hm_anchor_frame_qps
+from dmic_core.codecs.qp import (
+    CODEC_QP_MAX,
+    CODEC_QP_MIN,
+    GOP_SIZE,
+    ctu_grid_shape,
+    hm_anchor_frame_qps,
+)
 from dmic_core.codecs.x265 import validate_encode_inputs
+from dmic_core.defaults import repo_relative
 from dmic_core.errors import CodecError, CodecUnavailableError
 
 #: Environment variable naming a folder with the HM binaries (searched before hm_bin/).
@@ -37,6 +46,12 @@ DECODER_NAMES = ("TAppDecoder", "TAppDecoderStatic")
 #: Option a CTU-map-capable HM must list in ``--help``: a text file with one line per frame
 #: (POC order) holding that frame's integer CTU QP offsets in raster order, space-separated.
 CTU_MAP_OPTION = "CtuQpOffsetFile"
+#: Option of the patched decoder that writes one line per decoded CTU: "POC CtuRsAddr QP dQPCoded".
+CTU_TRACE_OPTION = "CtuQpTraceFile"
+#: How HM gets into hm_bin/ (said wherever HM is missing).
+BUILD_HINT = ("build it with `bash scripts/setup.sh --with-hm PATH/TO/HM-16.25.tar.gz` "
+              "(about 2 minutes; see hm_bin/README.md)")
+_VERSION_LINE = re.compile(r"HM software:\s*Encoder Version \[([^\]]+)\]")
 
 #: GOP of encoder_lowdelay_P_main.cfg: (POC, QPoffset, QPOffsetModelOff, QPOffsetModelScale,
 #: reference POC deltas). Four references: the previous picture and the last three GOP ends.
@@ -110,6 +125,71 @@ def _help_text(encoder: Path, mtime: float) -> str:
 def encoder_help(encoder: Path) -> str:
     """``--help`` text of an HM encoder binary."""
     return _help_text(encoder, encoder.stat().st_mtime)
+
+
+def hm_version(log: str) -> str | None:
+    """HM's version from an encoder log ("16.25"), or ``None``."""
+    m = _VERSION_LINE.search(log)
+    return m.group(1).strip() if m else None
+
+
+def clip_ctu_offsets(frame_qps: np.ndarray, ctu_offsets: np.ndarray) -> np.ndarray:
+    """Offsets such that every CTU's QP, frame QP + offset, lies in the codec's 0..51 (as x265)."""
+    qps = np.asarray(frame_qps, dtype=np.int64)[:, None, None]
+    return np.clip(qps + ctu_offsets, CODEC_QP_MIN, CODEC_QP_MAX) - qps
+
+
+def read_ctu_qp_trace(path: Path, n_frames: int, rows: int, cols: int) -> tuple[np.ndarray,
+                                                                                  np.ndarray]:
+    """Parse the patched decoder's CTU trace into (QP, dQP coded) arrays ``(frames, rows, cols)``.
+
+    Every CTU of every frame must appear exactly once; a CTU without ``cu_qp_delta`` (no
+    residual) carries the predicted QP, which HEVC uses for it (deblocking included).
+    """
+    qp = np.full((n_frames, rows * cols), -999, dtype=np.int32)
+    coded = np.zeros((n_frames, rows * cols), dtype=bool)
+    seen = np.zeros((n_frames, rows * cols), dtype=np.int32)
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) != 4:
+            raise CodecError(f"unexpected line in HM's CTU QP trace: {line!r}")
+        poc, addr, value, flag = map(int, fields)
+        if not (0 <= poc < n_frames and 0 <= addr < rows * cols):
+            raise CodecError(f"HM's CTU QP trace names POC {poc} CTU {addr} outside "
+                             f"{n_frames} frames of {rows}x{cols} CTUs")
+        qp[poc, addr], coded[poc, addr] = value, bool(flag)
+        seen[poc, addr] += 1
+    if not np.all(seen == 1):
+        raise CodecError(f"HM's CTU QP trace covers {int((seen == 1).sum())} of {seen.size} CTUs "
+                         f"exactly once")
+    return qp.reshape(n_frames, rows, cols), coded.reshape(n_frames, rows, cols)
+
+
+def decode_ctu_qps(bitstream: bytes, n_frames: int, height: int, width: int,
+                   decoder: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """QP of every CTU as coded in ``bitstream``, read by the patched HM decoder.
+
+    Returns (QP, dQP coded), each ``(frames, ceil(H/64), ceil(W/64))``. Raises
+    CodecUnavailableError when no decoder with :data:`CTU_TRACE_OPTION` is installed.
+    """
+    decoder = decoder or find_hm_binaries().decoder
+    if decoder is None:
+        raise CodecUnavailableError(f"HM decoder ({' / '.join(DECODER_NAMES)}) not found; "
+                                    f"{BUILD_HINT}")
+    if CTU_TRACE_OPTION not in encoder_help(decoder):
+        raise CodecUnavailableError(f"{decoder} has no --{CTU_TRACE_OPTION} option (unpatched "
+                                    f"HM); {BUILD_HINT}")
+    rows, cols = ctu_grid_shape(height, width)
+    with tempfile.TemporaryDirectory(prefix="dmic-hmdec-") as tmp:
+        work = Path(tmp)
+        (work / "in.bin").write_bytes(bitstream)
+        proc = subprocess.run([str(decoder), "-b", str(work / "in.bin"),
+                               f"--{CTU_TRACE_OPTION}={work / 'ctu.txt'}"],
+                              capture_output=True, text=True, errors="replace", check=False)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
+            raise CodecError(f"HM decoder exited with status {proc.returncode}:\n{tail}")
+        return read_ctu_qp_trace(work / "ctu.txt", n_frames, rows, cols)
 
 
 def anchor_base_qp(frame_qps: np.ndarray) -> int | None:
@@ -200,11 +280,9 @@ class HMCodec(Codec):
     def availability(cls) -> str | None:
         found = find_hm_binaries()
         if found.encoder is None:
-            from dmic_core.defaults import repo_relative
-
             where = " or ".join(repo_relative(d) for d in found.searched)
             return (f"HM encoder ({' / '.join(ENCODER_NAMES)}) not found in {where}; "
-                    f"see hm_bin/README.md")
+                    f"{BUILD_HINT}")
         return None
 
     @classmethod
@@ -229,7 +307,9 @@ class HMCodec(Codec):
         if offsets is not None and CTU_MAP_OPTION not in help_text:
             raise CodecUnavailableError(
                 f"{encoder} has no --{CTU_MAP_OPTION} option, so it cannot code per-CTU QP "
-                f"offsets (unmodified HM); see hm_bin/README.md")
+                f"offsets (unmodified HM); {BUILD_HINT}")
+        if offsets is not None:
+            offsets = clip_ctu_offsets(qps, offsets)
         n, height, width = frames.shape
         base = anchor_base_qp(qps)
         anchor = base is not None
@@ -277,14 +357,24 @@ class HMCodec(Codec):
         if hm_recon is not None and not np.array_equal(recon, hm_recon):
             raise CodecError("HM's reconstruction differs from the decoded bitstream")
         avg_qp = slice_qps
-        if offsets is not None:  # HM logs slice QPs only: report the requested CTU average
-            absolute = np.clip(qps[:, None, None] + offsets, CODEC_QP_MIN, CODEC_QP_MAX)
+        ctu_qp_source = "slice"
+        if offsets is not None:
+            # HM logs slice QPs only. The patched decoder reports the QP each CTU carries in the
+            # stream (what x265 reports as its average); without it, the requested CTU average.
+            absolute = qps[:, None, None] + offsets
             avg_qp = absolute.reshape(n, -1).mean(axis=1)
+            ctu_qp_source = "requested"
+            decoder = find_hm_binaries().decoder
+            if decoder is not None and CTU_TRACE_OPTION in encoder_help(decoder):
+                coded_qps, _ = decode_ctu_qps(bitstream, n, height, width, decoder)
+                avg_qp = coded_qps.reshape(n, -1).mean(axis=1).astype(np.float64)
+                ctu_qp_source = "stream"
         return EncodeResult(
             bitstream=bitstream, bits_per_frame=bits, recon=recon,
             frame_qps=qps.astype(np.int32), avg_qp=avg_qp, encode_seconds=encode_seconds,
             decode_seconds=decode_seconds, codec=self.name,
-            params={"encoder": str(encoder), "mode": "anchor" if anchor else "dQPFile",
+            params={"encoder": repo_relative(encoder), "version": hm_version(log),
+                    "mode": "anchor" if anchor else "dQPFile", "avg_qp_from": ctu_qp_source,
                     "base_qp": base, "profile": profile, "bit_depth": bit_depth,
                     "extra_cfg": extra, "argv": argv[1:], "hm_bits": [r[3] for r in rows],
                     "slice_types": "".join(r[1] for r in rows)},
