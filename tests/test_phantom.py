@@ -159,3 +159,33 @@ def test_cli_writes_loadable_pairs(tmp_path, capsys):
 def test_cli_rejects_bad_count(tmp_path, capsys):
     assert dmic_main(["phantom", "--seed", "1", "--out", str(tmp_path), "--count", "0"]) == 2
     assert "count" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- real-CT confounders
+def test_phantom_options_parse():
+    from dmic_core.datasets.phantom import PhantomOptions
+
+    assert PhantomOptions.parse(None) == PhantomOptions() and PhantomOptions().enabled() == []
+    assert PhantomOptions.parse("all") == PhantomOptions.all()
+    assert PhantomOptions.parse("motion_blur, real_noise").enabled() == ["motion_blur", "real_noise"]
+    with pytest.raises(ValueError, match="unknown phantom option"):
+        PhantomOptions.parse("lung_vessel_trees,fog")
+
+
+def test_confounder_options_change_the_image_not_the_label():
+    from dmic_core.datasets.phantom import TISSUE_CLASSES, PhantomConfig, PhantomOptions, render_phantom
+
+    cfg = PhantomConfig.from_seed(3, size=128)  # seed 3: dense SVC contrast (831 HU), so it streaks
+    base = render_phantom(cfg, with_tissue=True)
+    assert "options" not in base.volume.meta["phantom"]
+    changed = {}
+    for name in PhantomOptions().__dataclass_fields__:
+        res = render_phantom(cfg, with_tissue=True, options=PhantomOptions(**{name: True}))
+        assert np.array_equal(res.label, base.label), name
+        assert res.volume.meta["phantom"]["options"] == [name]
+        changed[name] = float(np.abs(res.volume.hu.astype(np.int32) - base.volume.hu).mean())
+        if name == "lung_vessel_trees":
+            lung = TISSUE_CLASSES["lung"]
+            assert (res.tissue == lung).sum() < (base.tissue == lung).sum()  # vessels took lung voxels
+            assert (res.tissue == TISSUE_CLASSES["blood"]).sum() > (base.tissue == TISSUE_CLASSES["blood"]).sum()
+    assert all(v > 0.05 for v in changed.values()), changed

@@ -21,12 +21,16 @@ How it is built (all in mm, LPS, origin at the centre of the field of view), a m
   resolution only in small boxes around centreline chunks (capsule distance fields).
 * :mod:`.noise`: the whole volume gets a Gaussian PSF and Gaussian-correlated noise scaled to the
   drawn target standard deviation.
+* :mod:`.confounders`: optional real-CT confounders (:class:`PhantomOptions`: lung vessel trees,
+  dense-contrast streaks, cardiac motion blur, real noise texture), all off by default.
 * :mod:`.generate`: the entry points re-exported here, which run those steps in order.
 """
 
 from dmic_core.datasets.phantom.config import (HEART_BASE_SCALE, NOMINAL_SIZE, SLICE_SPACING_MM, TISSUE_CLASSES,
                                                PhantomConfig, PhantomResult)
+from dmic_core.datasets.phantom.confounders import PhantomOptions
 from dmic_core.datasets.phantom.generate import generate_phantom, render_phantom, write_imagecas_pair
 
-__all__ = ["HEART_BASE_SCALE", "NOMINAL_SIZE", "SLICE_SPACING_MM", "TISSUE_CLASSES", "PhantomConfig", "PhantomResult",
+__all__ = ["HEART_BASE_SCALE", "NOMINAL_SIZE", "SLICE_SPACING_MM", "TISSUE_CLASSES", "PhantomConfig", "PhantomOptions",
+           "PhantomResult",
            "generate_phantom", "render_phantom", "write_imagecas_pair"]

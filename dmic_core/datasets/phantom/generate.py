@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from dmic_core.datasets.phantom.chest import render_anatomy
 from dmic_core.datasets.phantom.config import NOMINAL_SIZE, PhantomConfig, PhantomResult
+from dmic_core.datasets.phantom.confounders import PhantomOptions, add_motion_blur, add_streaks, paint_lung_trees
 from dmic_core.datasets.phantom.coronary import TreeBuilder, draw_calcium, draw_coronaries, vessel_samples
 from dmic_core.datasets.phantom.geometry import Grid, nearest_up2, upsample2_into
 from dmic_core.datasets.phantom.heart import heart_geometry
@@ -30,13 +31,23 @@ def _grids(cfg: PhantomConfig) -> tuple[Grid, Grid]:
     return Grid(shape, spacing, origin), low  # type: ignore[arg-type]
 
 
-def render_phantom(cfg: PhantomConfig, with_tissue: bool = False) -> PhantomResult:
-    """Render the volume, coronary label and (optionally) the tissue map of a configuration."""
+def render_phantom(cfg: PhantomConfig, with_tissue: bool = False,
+                   options: PhantomOptions | None = None) -> PhantomResult:
+    """Render the volume, coronary label and (optionally) the tissue map of a configuration.
+
+    ``options`` turns on named real-CT confounders (:class:`PhantomOptions`); without them the
+    output is the same, bit for bit, as before the options existed.
+    """
     t0 = time.perf_counter()
+    options = options or PhantomOptions()
     full, low = _grids(cfg)
     geo = heart_geometry(cfg)
     canvas, landmarks = render_anatomy(cfg, low, geo)
+    if options.lung_vessel_trees:
+        paint_lung_trees(canvas, cfg, geo)
     tissue = nearest_up2(canvas.cls, full.shape) if with_tissue else None
+    if options.real_noise:
+        cfg = replace(cfg, noise_coarse_fraction=0.0)
     add_coarse_noise(canvas, full, cfg)
     img = np.empty(full.shape, np.float32)
     upsample2_into(canvas.hu, img)
@@ -47,6 +58,10 @@ def render_phantom(cfg: PhantomConfig, with_tissue: bool = False) -> PhantomResu
     samples = vessel_samples(full, vessels, cfg.contrast_hu, reach=2.0 + float(full.spacing[1]))
     draw_coronaries(img, label, full, samples, cfg, tree_rng)
     calcium = draw_calcium(img, label, full, vessels, cfg, tree_rng)
+    if options.motion_blur:
+        add_motion_blur(img, full, cfg, geo)
+    if options.dense_contrast_streaks:
+        add_streaks(img, full, cfg, geo)
     hu = form_image(img, full, cfg)
     del img
     landmarks.update({"calcifications": calcium,
@@ -59,20 +74,24 @@ def render_phantom(cfg: PhantomConfig, with_tissue: bool = False) -> PhantomResu
     volume.meta["phantom"] = {"config": asdict(cfg), "landmarks": landmarks,
                               "label_fraction": float(label.mean()), "seconds": round(time.perf_counter() - t0, 2)}
     volume.meta["modality"] = "CT"
+    if options.enabled():
+        volume.meta["phantom"]["options"] = options.enabled()
     return PhantomResult(volume, label, cfg, tissue, landmarks)
 
 
-def generate_phantom(seed: int, n_slices: int | None = None, *, size: int = NOMINAL_SIZE) -> tuple[Volume, np.ndarray]:
+def generate_phantom(seed: int, n_slices: int | None = None, *, size: int = NOMINAL_SIZE,
+                     options: PhantomOptions | None = None) -> tuple[Volume, np.ndarray]:
     """A synthetic CCTA volume (int16 HU, canonical LPS) and its coronary-lumen label (uint8 0/1).
 
     Deterministic per ``seed``; ``n_slices`` overrides the drawn slice count (the anatomy stays the
-    same, centred on the volume), ``size`` the in-plane matrix (the field of view is kept).
+    same, centred on the volume), ``size`` the in-plane matrix (the field of view is kept),
+    ``options`` the real-CT confounders to add (:class:`PhantomOptions`, none by default).
     """
     if n_slices is not None and n_slices < 1:
         raise ValueError(f"n_slices must be positive, got {n_slices}")
     if size < 32:
         raise ValueError(f"size must be at least 32, got {size}")
-    result = render_phantom(PhantomConfig.from_seed(seed, n_slices, size))
+    result = render_phantom(PhantomConfig.from_seed(seed, n_slices, size), options=options)
     return result.volume, result.label
 
 
