@@ -39,7 +39,7 @@ def main() -> int:
     import torch
 
     from dmic_core.finetune import FinetuneConfig, finetune
-    from dmic_core.finetune.tune import DEFAULT_CACHE_DIR
+    from dmic_core.finetune.config import DEFAULT_CACHE_DIR
 
     cache_dir = Path(tempfile.mkdtemp(prefix="ftcache-")) if args.fresh_cache else DEFAULT_CACHE_DIR
     work = Path(tempfile.mkdtemp(prefix="ftbench-"))

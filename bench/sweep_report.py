@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmic_core import sweep as sw  # noqa: E402
+from dmic_core.evaluation.bd import bd_table  # noqa: E402
+from dmic_core.methods import METHOD_NAMES, Decision, PointSpec, settings_for  # noqa: E402
+from dmic_core.runs import CaseSpec, PointJob, run_points  # noqa: E402
 from dmic_core.defaults import DEFAULT_AGENTS, LAMBDA_GRID, PRETRAINED_AGENTS, QP_GRID, shared_data_dir  # noqa: E402
 from dmic_core.pipeline import TASK_CODING  # noqa: E402
 
@@ -48,7 +50,7 @@ PHANTOM_SEEDS = (7001, 7002, 7003)
 REAL_CT_SLICES = (60, 93)
 SLAB = 33
 #: The library's methods, then this report's own curves (other agents, reference rules).
-BASE_METHODS = (*sw.METHOD_NAMES, "dmic-tuned", "dmic-extended", "twolevel-ext", "gop8")
+BASE_METHODS = (*METHOD_NAMES, "dmic-tuned", "dmic-extended", "twolevel-ext", "gop8")
 #: Extended-space reference rule (not learned): offset 0 on every foreground CTU, the extended
 #: space's largest background offset elsewhere, QP_I = the setting (its GOP-8 P-frame rule).
 TWOLEVEL_EXT_BG = 20
@@ -62,7 +64,7 @@ def _decide_twolevel_ext(case, setting, setup, **_):
     start = time.perf_counter()
     qp_i = int(np.clip(int(setting), EXTENDED.qp_i[0], EXTENDED.qp_i[-1]))
     dqp = mask_ctu_dqp(case.reference.roi, 0, TWOLEVEL_EXT_BG)
-    return sw.Decision(dmic_frame_qps(qp_i, case.volume.n_frames), dqp, seconds=time.perf_counter() - start)
+    return Decision(dmic_frame_qps(qp_i, case.volume.n_frames), dqp, seconds=time.perf_counter() - start)
 
 
 def _decide_gop8(case, setting, setup, **_):
@@ -70,11 +72,11 @@ def _decide_gop8(case, setting, setup, **_):
     offsets): separates the frame-level QP pattern's share of their gains from the CTU maps'."""
     from dmic_core.codecs.qp import dmic_frame_qps
 
-    return sw.Decision(dmic_frame_qps(int(setting), case.volume.n_frames), None)
+    return Decision(dmic_frame_qps(int(setting), case.volume.n_frames), None)
 
 
-sw.DECIDERS["twolevel-ext"] = _decide_twolevel_ext
-sw.DECIDERS["gop8"] = _decide_gop8
+#: This report's own reference rules, run beside the registry's methods (``run_points(deciders=...)``).
+EXTRA_DECIDERS = {"twolevel-ext": _decide_twolevel_ext, "gop8": _decide_gop8}
 
 
 def _sha(path: Path) -> str:
@@ -136,22 +138,21 @@ def volumes(names: list[str], work: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _point(spec: sw.PointSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Run one point in a worker (the case is loaded once per worker by sweep's initializer)."""
+OFFSET_KEYS = ("qp_i", "mean_fg_offset", "mean_bg_offset", "fg_ctu_fraction")
+
+
+def _offsets(case, result) -> dict[str, Any]:
+    """QP_I and the mean foreground / background CTU offsets of a point (computed in its worker)."""
     from dmic_core.maps import foreground_ctus
 
-    case = sw._WORKER_CASE
-    assert case is not None
-    result = sw.run_point(case, spec, setup=TASK_CODING, **options)
-    row = {**result.row(), "method": name}
-    if result.qp_map is not None and result.paper_frame_qps is not None:
-        fg = foreground_ctus(case.reference.roi)
-        off = result.qp_map - np.asarray(result.paper_frame_qps)[:, None, None]
-        row.update({"qp_i": int(result.paper_frame_qps[0]),
-                    "mean_fg_offset": float(off[fg].mean()) if fg.any() else None,
-                    "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None,
-                    "fg_ctu_fraction": float(fg.mean())})
-    return row
+    if result.qp_map is None or result.paper_frame_qps is None:
+        return {}
+    fg = foreground_ctus(case.reference.roi)
+    off = result.qp_map - np.asarray(result.paper_frame_qps)[:, None, None]
+    return {"qp_i": int(result.paper_frame_qps[0]),
+            "mean_fg_offset": float(off[fg].mean()) if fg.any() else None,
+            "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None,
+            "fg_ctu_fraction": float(fg.mean())}
 
 
 def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambdas: list[float],
@@ -161,39 +162,30 @@ def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambda
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     done = {(r["method"], float(r["setting"])) for r in rows}
-    todo: list[tuple[str, sw.PointSpec]] = []
+    case = CaseSpec(vol["image"], vol["label"], "builtin", tuple(vol["slices"]))
+    todo: list[PointJob] = []
     for method in methods:
-        base = "dmic" if method.startswith("dmic") else method
-        for spec in sw.default_specs([base], qps, lambdas):
-            if (method, spec.setting) not in done:
-                todo.append((method, spec))
-    todo.sort(key=lambda t: t[0] != "hevc")  # anchors first: rate control targets their rates
+        base = "dmic" if method.startswith("dmic") else method  # dmic-tuned, dmic-extended: other agents
+        for setting in settings_for(base, qps, lambdas):
+            if (method, setting) not in done:
+                options = {"agents": agents[method]} if method in agents else {}
+                todo.append(PointJob(case, PointSpec(base, setting), options, method))
     if todo:
         print(f"[{vol['name']}] {len(todo)} points to run ({len(rows)} done)", file=sys.stderr, flush=True)
-        args = (vol["image"], vol["label"], "builtin", tuple(vol["slices"]))
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=workers, initializer=sw._init_worker, initargs=args) as pool, \
-                path.open("a") as log:
-            for phase in (True, False):
-                anchor_bits = {float(r["setting"]): r["bits"] for r in rows if r["method"] == "hevc"}
-                futures = {}
-                for method, spec in todo:
-                    if (method == "hevc") != phase:
-                        continue
-                    options: dict[str, Any] = {}
-                    if method in agents:
-                        options["agents"] = agents[method]
-                    if method == "ratecontrol" and spec.setting in anchor_bits:
-                        options["anchor_bits"] = anchor_bits[spec.setting]
-                    futures[pool.submit(_point, spec, method, options)] = method
-                for future in as_completed(futures):
-                    row = future.result()
-                    rows.append(row)
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
-                    print(f"[{vol['name']}] {len(rows)}: {row['method']}@{row['setting']:g} "
-                          f"{row['bpp']:.4f} bpp mIoU {row['miou']:.4f} PSNR {row['psnr_hu']:.2f} "
-                          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        anchors = {(case, float(r["setting"])): r["bits"] for r in rows if r["method"] == "hevc"}
+        with path.open("a") as log:
+            def on_point(job: PointJob, result, n: int, total: int) -> None:
+                row = {**result.row(), "method": job.name, **{k: result.extra[k] for k in OFFSET_KEYS if k in result.extra}}
+                rows.append(row)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                print(f"[{vol['name']}] {len(rows)}: {row['method']}@{row['setting']:g} "
+                      f"{row['bpp']:.4f} bpp mIoU {row['miou']:.4f} PSNR {row['psnr_hu']:.2f} "
+                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+            run_points(todo, setup=TASK_CODING, workers=workers, on_point=on_point, anchor_bits=anchors,
+                       deciders=EXTRA_DECIDERS, annotate=_offsets, keep_maps=False)
     frame = pd.DataFrame(rows)
     frame = frame[frame.method.isin(methods)]
     return frame.sort_values(["method", "bpp"]).reset_index(drop=True)
@@ -354,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             # "local": one plotly.min.js in OUT (written with summary.html), so the reports work offline
             rate_curves_figure(points, title=f"Rate vs accuracy: {vol['name']} (real encodes)").write_html(
                 str(paths["figure"]), include_plotlyjs="../plotly.min.js" if args.plotlyjs == "local" else "cdn")
-        tables[vol["name"]] = sw.bd_table(points)
+        tables[vol["name"]] = bd_table(points)
     summary = summarise(tables)
     names = list(tables)
     text = print_table(summary, names)

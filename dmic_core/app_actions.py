@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from dmic_core.defaults import COMPARISON_LAMBDAS, COMPARISON_QPS
 from dmic_core.jobs import JobStore, TaskSpec, ensure_runner
+from dmic_core.jobs.tasks import point_tasks
 
 #: The app's shared runner exits after this many idle seconds (a page restarts it when needed).
 RUNNER_IDLE_EXIT_S = 300.0
@@ -40,13 +41,11 @@ def compress_tasks(job_dir: Path, current: dict[str, Any], methods: Sequence[str
 
     ``agents``: DMIC's checkpoint (None: the sweep's default agents); only DMIC tasks carry it.
     """
-    from dmic_core.sweep import default_specs
+    from dmic_core.methods import default_specs
 
     params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
-    specs = default_specs(methods, qps, lambdas)
-    return [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
-                     {**params, "options": {"agents": agents}} if agents and s.method == "dmic" else params)
-            for s in specs]
+    return point_tasks(current["image"], default_specs(methods, qps, lambdas), job_dir, params,
+                       {"agents": agents} if agents else None)
 
 
 def start_compress_job(store: JobStore, owner: str, workspace: Path, current: dict[str, Any],
@@ -68,15 +67,14 @@ def start_comparison_job(store: JobStore, owner: str, workspace: Path, checkpoin
                          current: dict[str, Any]) -> str:
     """Fine-tune page, "Compare on current volume": DMIC with ``checkpoint`` against HEVC on the
     current volume, scored by the built-in segmenter. Returns the job id."""
-    from dmic_core.sweep import default_specs
+    from dmic_core.methods import default_specs
 
     job_id = new_job_id()
     job_dir = Path(workspace) / "jobs" / job_id
     params = {"label": current.get("label"), "segmenter": "builtin", "setup": dict(COMPARISON_SETUP),
               "options": {"agents": str(checkpoint)}}
     specs = default_specs(list(COMPARISON_METHODS), list(COMPARISON_QPS), list(COMPARISON_LAMBDAS))
-    tasks = [TaskSpec("point", current["image"], s.method, s.setting, str(job_dir / f"{s.method}_{s.setting:g}"),
-                      params) for s in specs]
+    tasks = point_tasks(current["image"], specs, job_dir, params)
     store.create_job(owner, tasks, job_id=job_id,
                      title=f"dmic (tuned {checkpoint.parent.name}), hevc on {current['name']}"[:120],
                      params={"image": current["image"], "label": current.get("label"), "name": current["name"],

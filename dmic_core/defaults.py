@@ -4,7 +4,7 @@ Everything that more than one entry point needs to agree on lives here once, and
 imports it from here: the rate grids, the HU windows of the sample mapping, the PSNR peak, the
 default agent checkpoints and where the shared data is. Lists of *names* (methods, tuning
 strategies, hand-crafted shapes) are not kept here: they are the keys of the registries next to
-the code they name (:data:`dmic_core.sweep.DECIDERS`, :data:`dmic_core.agents.strategies.STRATEGIES`,
+the code they name (:data:`dmic_core.methods.REGISTRY`, :data:`dmic_core.agents.strategies.STRATEGIES`,
 :data:`dmic_core.agents.handcrafted.SHAPES`), so a name cannot exist without its implementation.
 
 This module imports nothing heavy (no torch, no codecs): the CLI's argument parsers and the

@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
 
-#: Legend names of the methods of :data:`dmic_core.sweep.METHOD_NAMES` (others show their own name).
+#: Legend names of the methods of :data:`dmic_core.methods.METHOD_NAMES` (others show their own name).
 METHOD_LABELS = {
     "hevc": "HEVC constant QP", "dmic": "DMIC (RL agents)", "ratecontrol": "HEVC rate control",
     **{kind: f"hand-crafted {kind}" for kind in HANDCRAFTED},

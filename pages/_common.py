@@ -163,7 +163,7 @@ def segmenter_probe() -> dict[str, str | None]:
 def method_probe() -> dict[str, str | None]:
     """Method -> None when it can run here, else why not: every method of the registry runs, DMIC
     only with trained agents to choose from."""
-    from dmic_core.sweep import METHOD_NAMES
+    from dmic_core.methods import METHOD_NAMES
 
     out: dict[str, str | None] = {}
     for method in METHOD_NAMES:

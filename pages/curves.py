@@ -15,7 +15,7 @@ def page() -> None:
     job = pick_job(K + "job")
     points = job_points(job["id"])
     from dmic_core.plotting import rate_curves_figure
-    from dmic_core.sweep import bd_table
+    from dmic_core.evaluation.bd import bd_table
 
     tabs = st.tabs(["bpp vs mIoU", "bpp vs PSNR"])
     figures = {}

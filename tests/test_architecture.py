@@ -44,6 +44,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("measure", ("dmic_core.metrics", "dmic_core.segmentation", "dmic_core.evaluation", "dmic_core.pipeline",
                  "dmic_core.render")),
     ("agents", ("dmic_core.agents",)),
+    ("methods", ("dmic_core.methods",)),
+    ("runs", ("dmic_core.runs",)),
     ("studies", ("dmic_core.sweep", "dmic_core.experiments", "dmic_core.finetune", "dmic_core.plotting")),
     ("orchestration", ("dmic_core.jobs", "dmic_core.batch")),
     ("front ends", ("dmic_core.cli", "dmic_core.app_actions")),

@@ -16,7 +16,7 @@ from test_finetune import fabricate_caches, needs_unet, random_pretrained, tiny_
 @needs_unet
 def test_tiny_experiments_run_writes_tables(tmp_path):
     from dmic_core.experiments import ExperimentConfig, run_experiments
-    from dmic_core.experiments.core import pooled_curves
+    from dmic_core.evaluation.bd import pooled_curves
 
     data = tiny_dataset(tmp_path / "data", n_slices=5, size=128)
     cfg = ExperimentConfig(data=str(data), out=str(tmp_path / "out"), work_dir=str(tmp_path / "work"),
@@ -59,7 +59,7 @@ def test_tiny_experiments_run_writes_tables(tmp_path):
 
 
 def test_bd_rows_pooled_and_reason():
-    from dmic_core.experiments.core import bd_rows
+    from dmic_core.evaluation.bd import bd_rows
 
     rows = []
     for case, shift in (("a", 0.0), ("b", 0.01)):

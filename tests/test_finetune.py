@@ -76,7 +76,8 @@ def random_pretrained(path: Path) -> Path:
 
 def fabricate_caches(cfg: FinetuneConfig) -> list:
     """Write a fake surrogate at every training clip's cache path of ``cfg``."""
-    from dmic_core.finetune.tune import _load_case, clip_specs, make_split
+    from dmic_core.finetune.caches import _load_case, clip_specs
+    from dmic_core.finetune.config import make_split
 
     split, cases = make_split(cfg)
     specs = clip_specs(cfg, split, cases)
@@ -239,7 +240,8 @@ def test_selection_on_validation_keeps_the_best_iteration(tiny, tmp_path):
     """With validation volumes the output is the iteration whose greedy validation reward was
     highest (scored on clips never trained on); the last iteration is kept beside it."""
     from dmic_core.agents.dmic import DMICAgents
-    from dmic_core.finetune.tune import _load_case, clip_specs, make_split
+    from dmic_core.finetune.caches import _load_case, clip_specs
+    from dmic_core.finetune.config import make_split
 
     cfg = _cfg(tiny, iterations=6, n_test=1, n_val=2, val_volumes=2)
     fabricate_caches(cfg)

@@ -27,7 +27,7 @@ from dmic_core.cli import main as dmic_main
 from dmic_core.defaults import (APP_LAMBDAS, APP_QPS, DEFAULT_AGENTS, LAMBDA_GRID, PRETRAINED_AGENTS, PSNR_PEAK_HU,
                                 QP_GRID)
 from dmic_core.errors import DmicInputError
-from dmic_core.sweep import DECIDERS, METHOD_NAMES
+from dmic_core.methods import METHOD_NAMES, REGISTRY
 from dmic_core.transforms.hu import SampleMapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,13 +63,13 @@ def _tiny_case(folder: Path, name: str = "tiny", vessel: bool = True) -> tuple[P
 # --- names come from registries -------------------------------------------------------------------
 
 def test_method_names_are_the_decider_registry_everywhere():
-    from dmic_core.experiments import core as experiments_core
+    from dmic_core.experiments import curves as experiments_curves
     from dmic_core.plotting import METHOD_LABELS
 
-    assert METHOD_NAMES == tuple(DECIDERS)
+    assert METHOD_NAMES == tuple(REGISTRY)
     assert tuple(_option("compress", "method").choices) == METHOD_NAMES
     assert HANDCRAFTED == tuple(SHAPES) and set(HANDCRAFTED) < set(METHOD_NAMES)
-    assert experiments_core.HANDCRAFTED is HANDCRAFTED
+    assert experiments_curves.HANDCRAFTED is HANDCRAFTED
     assert set(METHOD_LABELS) == set(METHOD_NAMES)
     for command in ("sweep", "batch"):  # free-text lists: the help names exactly the registry
         assert _option(command, "methods").help.endswith(",".join(METHOD_NAMES))
@@ -85,7 +85,7 @@ def test_unknown_method_is_refused_with_the_registry_names(tmp_path, capsys):
 def test_strategy_names_are_the_strategy_registry_everywhere():
     from dmic_core.experiments import tables
     from dmic_core.finetune import STRATEGY_NAMES as FINETUNE_NAMES
-    from dmic_core.finetune.tune import FinetuneConfig
+    from dmic_core.finetune.config import FinetuneConfig
 
     assert STRATEGY_NAMES == tuple(STRATEGIES) and len(STRATEGIES) == 8
     option = _option("finetune", "strategy")
@@ -101,8 +101,8 @@ def test_strategy_names_are_the_strategy_registry_everywhere():
 
 def test_one_qp_grid_and_lambda_grid_for_cli_library_and_experiments():
     from dmic_core.batch import BatchConfig
-    from dmic_core.experiments.core import ExperimentConfig
-    from dmic_core.sweep import default_specs
+    from dmic_core.experiments.config import ExperimentConfig
+    from dmic_core.methods import default_specs
 
     assert _option("sweep", "qps").default == list(QP_GRID)
     assert _option("sweep", "lambdas").default == list(LAMBDA_GRID)
@@ -261,7 +261,7 @@ def test_miou_on_empty_masks_is_one_from_every_path(tmp_path):
 def test_default_agents_are_one_checkpoint():
     from dmic_core.agents.inference import default_agents_path, pretrained_agents_path
     from dmic_core.assets import SHIPPED_AGENTS, shipped_agents
-    from dmic_core.finetune.tune import default_pretrained
+    from dmic_core.finetune.config import default_pretrained
 
     assert default_agents_path().name == DEFAULT_AGENTS
     assert pretrained_agents_path().name == PRETRAINED_AGENTS == default_pretrained().name
@@ -358,7 +358,7 @@ def test_shared_data_dir_honours_the_setting(monkeypatch, tmp_path):
 
 def test_experiments_record_repository_relative_paths():
     from dmic_core.experiments import _portable_config
-    from dmic_core.experiments.core import DEFAULT_WORK_DIR, ExperimentConfig
+    from dmic_core.experiments.config import DEFAULT_WORK_DIR, ExperimentConfig
 
     assert DEFAULT_WORK_DIR.is_absolute()
     config = _portable_config(ExperimentConfig(data=str(ROOT / "work_dirs" / "d"), out="o",

@@ -15,7 +15,11 @@ import pytest
 
 from dmic_core.cli import main
 from dmic_core.codecs.qp import ctu_grid_shape, dmic_frame_qps
-from dmic_core.sweep import PointSpec, bd_table, default_specs, load_case, run_point, write_sweep
+from dmic_core.evaluation import load_case
+from dmic_core.evaluation.bd import bd_table
+from dmic_core.methods import PointSpec, default_specs
+from dmic_core.runs import run_point
+from dmic_core.sweep import write_sweep
 
 SEED = 7951  # outside the segmenter's (1000-3009) and the agents' source seeds (5001-5012)
 

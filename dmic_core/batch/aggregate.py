@@ -11,23 +11,25 @@ a temporary name and renamed.
 * ``bd_per_method.{csv,json}`` -- per method: how many volumes have a BD value, their mean and
   median, and the BD of the dataset-mean curve (bpp and quality averaged per setting over the
   volumes where that method and the anchor have every setting).
+
+The BD tables are :func:`dmic_core.evaluation.bd.bd_per_volume` and ``bd_per_method``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dmic_core.evaluation.bd import bd_per_method, bd_per_volume
+from dmic_core.evaluation.points import POINT_COLUMNS as POINT_ROW
 from dmic_core.jobs import JobStore
 from dmic_core.jsonio import to_jsonable
-from dmic_core.sweep import bd_table
 
-POINT_COLUMNS = ("case_id", "method", "setting", "bits", "bpp", "miou", "dice", "vessel_iou", "psnr_hu", "seconds")
-BD_COLUMNS = ("bd_rate_pct", "bd_miou_pp", "bd_rate_psnr_pct", "bd_psnr_db")
+#: ``points.csv`` of a batch: the volume, then the point row's columns.
+POINT_COLUMNS = ("case_id", *POINT_ROW)
 
 
 def points_frame(store: JobStore, job_id: str) -> pd.DataFrame:
@@ -51,62 +53,6 @@ def tasks_frame(store: JobStore, job_id: str) -> pd.DataFrame:
             for t in store.tasks(job_id)]
     return pd.DataFrame(rows, columns=["task_id", "case_id", "method", "setting", "status", "attempts", "error",
                                        "seconds"])
-
-
-def bd_per_volume(points: pd.DataFrame, anchor: str = "hevc") -> pd.DataFrame:
-    """BD of every method against ``anchor`` on each volume (see :func:`dmic_core.sweep.bd_table`)."""
-    tables = []
-    for case_id, group in points.groupby("case_id", sort=True):
-        if anchor not in set(group.method):
-            continue
-        table = bd_table(group.drop(columns="case_id"), anchor=anchor)
-        if not table.empty:
-            table.insert(0, "case_id", case_id)
-            tables.append(table)
-    if not tables:
-        return pd.DataFrame(columns=["case_id", "method", "points", *BD_COLUMNS, "reason"])
-    return pd.concat(tables, ignore_index=True)
-
-
-def bd_per_method(points: pd.DataFrame, per_volume: pd.DataFrame, anchor: str = "hevc") -> pd.DataFrame:
-    """Per method: volumes with a defined BD, mean / median of the per-volume values, mean-curve BD."""
-    rows = []
-    for method in sorted(set(points.method) - {anchor}):
-        sub = per_volume[per_volume.method == method] if not per_volume.empty else per_volume
-        row: dict[str, Any] = {"method": method, "volumes": int(points[points.method == method].case_id.nunique())}
-        for col in BD_COLUMNS:
-            values = pd.to_numeric(sub[col], errors="coerce").dropna() if col in sub else pd.Series(dtype=float)
-            row[f"{col}_n"] = int(len(values))
-            row[f"{col}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{col}_median"] = float(values.median()) if len(values) else math.nan
-        row.update(mean_curve_bd(points, method, anchor))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def mean_curve_bd(points: pd.DataFrame, method: str, anchor: str = "hevc") -> dict[str, Any]:
-    """BD of the dataset-mean curves of ``method`` and ``anchor``.
-
-    Averaged per setting over the volumes where both have every setting of the batch: a volume
-    with a missing point would pull the mean curve towards itself at the other settings.
-    """
-    cases = _complete_cases(points, method) & _complete_cases(points, anchor)
-    row: dict[str, Any] = {"mean_curve_volumes": len(cases)}
-    row.update({f"{col}_mean_curve": math.nan for col in BD_COLUMNS})
-    if not cases:
-        return row
-    sub = points[points.method.isin([method, anchor]) & points.case_id.isin(cases)]
-    mean = sub.groupby(["method", "setting"], as_index=False)[["bpp", "miou", "psnr_hu"]].mean()
-    table = bd_table(mean, anchor=anchor)
-    if not table.empty:
-        row.update({f"{col}_mean_curve": float(table[col].iloc[0]) for col in BD_COLUMNS if col in table})
-    return row
-
-
-def _complete_cases(points: pd.DataFrame, method: str) -> set[str]:
-    sub = points[points.method == method]
-    settings = set(sub.setting)
-    return {c for c, g in sub.groupby("case_id") if set(g.setting) == settings}
 
 
 def write_reports(out: Path, store: JobStore, job_id: str, meta: dict[str, Any] | None = None) -> dict[str, Path]:

@@ -18,8 +18,9 @@ from typing import Any, Sequence
 from dmic_core.datasets.discovery import VolumeEntry
 from dmic_core.errors import DmicInputError
 from dmic_core.jobs import JobStore, TaskSpec
+from dmic_core.jobs.tasks import point_tasks
 from dmic_core.defaults import LAMBDA_GRID, QP_GRID
-from dmic_core.sweep import METHOD_NAMES, default_specs
+from dmic_core.methods import METHOD_NAMES, default_specs
 
 #: Job id of a batch inside its own output folder's store (one batch per folder).
 BATCH_JOB_ID = "batch"
@@ -31,7 +32,7 @@ class BatchConfig:
     """What every volume of a batch is run with.
 
     Attributes:
-        methods / qps / lambdas: the rate points (see :func:`dmic_core.sweep.default_specs`).
+        methods / qps / lambdas: the rate points (see :func:`dmic_core.methods.default_specs`).
         segmenter: ``builtin`` (the shipped U-Net) or ``gt`` (the label; needs labels).
         slices: ``"A:B"`` frames kept of every volume (resolved per volume), or None for all.
         setup: coding setup as the job tasks take it (codec, bit_depth, window, preset).
@@ -103,14 +104,8 @@ def plan_tasks(entries: Sequence[VolumeEntry], config: BatchConfig, out: Path) -
                                   "case_id": entry.case_id}
         if config.slices:
             params["slices"] = config.slices
-        if config.agents:
-            params["options"] = {"agents": config.agents}
-        for spec in specs:
-            task_params = params
-            if spec.method != "dmic" and "options" in params:
-                task_params = {k: v for k, v in params.items() if k != "options"}
-            folder = out / "points" / entry.case_id / f"{spec.method}_{spec.setting:g}"
-            tasks.append(TaskSpec("point", entry.image, spec.method, spec.setting, str(folder), task_params))
+        tasks += point_tasks(entry.image, specs, out / "points" / entry.case_id, params,
+                             {"agents": config.agents} if config.agents else None)
     return tasks
 
 

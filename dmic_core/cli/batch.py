@@ -12,7 +12,7 @@ from pathlib import Path
 from dmic_core.cli.common import print_json
 from dmic_core.errors import DmicInputError
 from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID, default_window
-from dmic_core.sweep import METHOD_NAMES
+from dmic_core.methods import METHOD_NAMES
 
 
 def _floats(text: str) -> list[float]:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from dmic_core.cli.common import print_json
 from dmic_core.defaults import BIT_DEPTHS
-from dmic_core.evaluation import make_reference
+from dmic_core.evaluation import Case, make_reference
 from dmic_core.io import load_label, load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
 from dmic_core.segmentation import load_segmenter
-from dmic_core.sweep import METHOD_NAMES, Case, PointSpec, run_point
+from dmic_core.methods import METHOD_NAMES, PointSpec
+from dmic_core.runs import run_point
 from dmic_core.volume import parse_slices
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from dmic_core.cli.common import add_coding_arguments, print_json
 from dmic_core.codecs.qp import ctu_grid_shape, dmic_frame_qps
 from dmic_core.errors import DmicInputError
-from dmic_core.io import load_label, load_volume, save_nifti
-from dmic_core.jsonio import write_json
+from dmic_core.evaluation.points import write_point_folder
+from dmic_core.io import load_label, load_volume
 from dmic_core.maps import mask_ctu_dqp
 from dmic_core.pipeline import CodingSetup, code_volume
 from dmic_core.volume import parse_slices
@@ -58,17 +58,9 @@ def run(args) -> int:
     setup = CodingSetup(codec=args.codec, preset=args.preset, bit_depth=args.bit_depth, window=args.window)
     frame_qps = dmic_frame_qps(args.qp, n)
     coded = code_volume(volume, frame_qps=frame_qps, ctu_dqp=ctu_dqp, setup=setup)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stream = args.out / "stream.hevc"
-    tmp = stream.with_name(stream.name + ".tmp")
-    tmp.write_bytes(coded.encode.bitstream)
-    tmp.replace(stream)
-    save_nifti(coded.recon, coded.recon.hu, args.out / "recon.nii.gz")
-    if coded.qp_map is not None:
-        np.save(args.out / "qp_map.npy", coded.qp_map)
     result = {"input": str(args.input), "slices": [start, stop], "qp_i": args.qp,
               **coded.summary(volume, mask), "outputs": {"stream": "stream.hevc", "recon": "recon.nii.gz"}}
-    write_json(args.out / "result.json", result)
+    write_point_folder(args.out, coded, result)
     print_json({k: result[k] for k in ("bits", "bytes", "bpp", "compression_ratio", "psnr_hu",
                                        "mean_abs", "max_abs", "encode_seconds", "decode_seconds")})
     return 0

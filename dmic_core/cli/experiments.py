@@ -19,7 +19,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def register(subparsers) -> None:
     from dmic_core.defaults import LAMBDA_GRID, QP_GRID
-    from dmic_core.experiments.core import TABLES
+    from dmic_core.experiments.config import TABLES
 
     parser = subparsers.add_parser(
         "experiments", help="regenerate the paper's tables (I-IV) and Fig. 2 with real encodes on held-out volumes")
@@ -56,8 +56,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from dmic_core.experiments import run_experiments
-    from dmic_core.experiments.core import DEFAULT_WORK_DIR, TABLES, ExperimentConfig
-    from dmic_core.finetune.tune import DEFAULT_CACHE_DIR
+    from dmic_core.experiments.config import DEFAULT_WORK_DIR, TABLES, ExperimentConfig
+    from dmic_core.finetune.config import DEFAULT_CACHE_DIR
 
     tables = list(TABLES) if "all" in args.tables else list(dict.fromkeys(args.tables))
     cfg = ExperimentConfig(

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from dmic_core.finetune.tune import DEFAULT_CACHE_DIR, FinetuneConfig, finetune
+    from dmic_core.finetune.config import DEFAULT_CACHE_DIR, FinetuneConfig
+    from dmic_core.finetune.tune import finetune
 
     cfg = FinetuneConfig(data=str(args.data), shots=args.shots, strategy=args.strategy, iterations=args.iterations,
                          pretrained=args.pretrained, split_seed=args.split_seed, seed=args.seed,
@@ -56,7 +57,7 @@ def run(args) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    from dmic_core.finetune.tune import run_paths
+    from dmic_core.finetune.files import run_paths
 
     run_paths(args.out)["cancel"].unlink(missing_ok=True)  # a cancel of an earlier run is stale now
     result = finetune(cfg, args.out, resume=args.resume, log=log)

@@ -9,7 +9,9 @@ from dmic_core.cli.common import print_json
 from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID
 from dmic_core.io import load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
-from dmic_core.sweep import METHOD_NAMES, bd_table, default_specs, run_sweep, write_sweep
+from dmic_core.evaluation.bd import bd_table
+from dmic_core.methods import METHOD_NAMES, default_specs
+from dmic_core.sweep import run_sweep, write_sweep
 from dmic_core.volume import parse_slices
 
 

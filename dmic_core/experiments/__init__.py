@@ -1,9 +1,10 @@
 """The paper's tables on our data (issue 5): ``dmic experiments {table1,table2,table3,table4,fig2}``.
 
 :func:`run_experiments` trains the checkpoints the requested tables need (few-shot tuning on the
-surrogate, :mod:`dmic_core.finetune`), evaluates every curve with *real* encodes on held-out test
-volumes (:mod:`dmic_core.experiments.core`) and writes each table as CSV, Markdown and plotly HTML
-(:mod:`dmic_core.experiments.tables`).
+surrogate, :mod:`dmic_core.finetune`; :mod:`dmic_core.experiments.training`), evaluates every curve
+with *real* encodes on held-out test volumes (:mod:`dmic_core.experiments.curves`, through
+:func:`dmic_core.runs.run_points`) and writes each table as CSV, Markdown and plotly HTML
+(:mod:`dmic_core.experiments.tables`); :mod:`dmic_core.experiments.config` says what they run on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from dmic_core.defaults import repo_relative
-from dmic_core.experiments.core import TABLES, ExperimentConfig, evaluate, needed_runs, pooled_curves
+from dmic_core.evaluation.bd import pooled_curves
+from dmic_core.experiments.config import TABLES, ExperimentConfig
+from dmic_core.experiments.curves import evaluate
+from dmic_core.experiments.training import needed_runs
 
 #: Config fields holding paths: written repository-relative, so results carry no machine's paths.
 _PATH_FIELDS = ("data", "out", "work_dir", "pretrained", "cache_dir", "extra_volumes")

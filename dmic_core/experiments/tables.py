@@ -12,8 +12,9 @@ import pandas as pd
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
 from dmic_core.agents.strategies import STRATEGIES, STRATEGY_NAMES
-from dmic_core.experiments.core import (ExperimentConfig, RunSpec, bd_rows, checkpoint_meta, checkpoint_path,
-                                        parameter_counts, pooled_curves, pretrained_path)
+from dmic_core.evaluation.bd import bd_rows, pooled_curves
+from dmic_core.experiments.config import ExperimentConfig, RunSpec
+from dmic_core.experiments.training import checkpoint_path, parameter_counts, pretrained_path
 
 PAPER_TABLE1 = {"ratecontrol": (15.56, -0.03), "a2c": (-47.594, 0.089), "pretrained": (-27.41, 0.049)}
 PAPER_TABLE2 = {("full", 5): -47.906, ("full", 3): -47.520, ("full", 1): -44.596,

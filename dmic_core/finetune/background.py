@@ -2,12 +2,12 @@
 
 The process is ``python -m dmic_core.cli finetune ...`` in its own session, so it survives page
 reloads and never runs in the Streamlit script thread; it reports through the files of
-:func:`~dmic_core.finetune.tune.run_paths` (``X.status.json``, ``X.log.jsonl``) and stops at the
+:func:`~dmic_core.finetune.files.run_paths` (``X.status.json``, ``X.log.jsonl``) and stops at the
 next iteration (with a checkpoint) when ``X.cancel`` appears.
 
 The checkpoint a workspace's later jobs should use is recorded in ``<workspace>/agents.json``
 (:func:`set_active_checkpoint` / :func:`active_checkpoint`); jobs pass it to
-``dmic_core.sweep.run_point(..., agents=path)``.
+``dmic_core.runs.run_point(..., agents=path)``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dmic_core.finetune.tune import FinetuneConfig, read_status, run_paths
+from dmic_core.finetune.config import FinetuneConfig
+from dmic_core.finetune.files import read_status, run_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVE_FILE = "agents.json"

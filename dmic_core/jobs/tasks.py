@@ -8,24 +8,23 @@ settled in the store (done, failed with the reason and maybe requeued, or cancel
 
 Task kinds (``TASK_KINDS``):
 
-* ``point``: one sweep point, :func:`dmic_core.sweep.run_point` (decide, encode, decode, segment,
-  score) of ``(volume, method, setting)``.
+* ``point``: one point, :func:`dmic_core.runs.run_point` (decide, encode, decode, segment,
+  score, write the folder) of ``(volume, method, setting)`` on the worker's cached case.
 * ``encode``: code the volume with the paper's frame QPs at ``QP_I = setting`` and nothing else
   (no segmentation): codec-only jobs and the job system's own tests.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from dmic_core.errors import DmicInputError
-from dmic_core.jobs.store import JobStore
+from dmic_core.jobs.store import JobStore, TaskSpec
 
 Progress = Callable[[int, int], None]
 
@@ -58,98 +57,55 @@ def _setup(params: dict[str, Any]):
                        window=None if window is None else (float(window[0]), float(window[1])))
 
 
-_CASES: dict[tuple, Any] = {}
+def _case_spec(params: dict[str, Any], volume: str):
+    from dmic_core.runs import CaseSpec
 
-
-def _case(params: dict[str, Any], volume: str):
-    """The sweep case of a volume, kept per worker process (segmenting the original is costly)."""
-    from dmic_core.sweep import load_case
-
-    label = params.get("label")
-    segmenter = params.get("segmenter", "builtin")
-    stamp = tuple(_mtime(p) for p in (volume, label) if p)
-    slices = _slices(params.get("slices"), volume, stamp[0])
-    key = (volume, label, segmenter, slices, stamp)
-    if key not in _CASES:
-        _CASES.clear()
-        seg: Any = segmenter
-        if segmenter == "gt":
-            from dmic_core.io import load_label, load_volume
-            from dmic_core.segmentation import load_segmenter
-
-            if not label:
-                raise DmicInputError("the 'gt' segmenter needs a label volume", volume)
-            full = load_label(label, like=load_volume(volume))
-            seg = load_segmenter("gt", label=full if slices is None else full[slices[0]:slices[1]])
-        _CASES[key] = load_case(volume, label, seg, slices=slices)
-    return _CASES[key]
-
-
-def _mtime(path: str) -> int:
-    """Modification time of an input (cache key); a missing input is bad input, not a retry."""
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        raise DmicInputError("file not found", path) from None
-
-
-def _slices(value: Any, volume: str, stamp: int = 0) -> tuple[int, int] | None:
-    """``[a, b]`` as given, or ``"A:B"`` (either end optional, negatives from the end) resolved
-    against this volume's frame count, so one batch setting fits volumes of different lengths."""
-    if not value:
-        return None
-    if isinstance(value, str):
-        from dmic_core.volume import parse_slices
-
-        return parse_slices(value, _n_frames(volume, stamp), volume)
-    return int(value[0]), int(value[1])
-
-
-@functools.lru_cache(maxsize=64)
-def _n_frames(volume: str, stamp: int) -> int:
-    from dmic_core.io import load_volume
-
-    return load_volume(volume).n_frames
+    slices = params.get("slices")
+    return CaseSpec(volume, params.get("label"), params.get("segmenter", "builtin"),
+                    slices if not slices or isinstance(slices, str) else (int(slices[0]), int(slices[1])))
 
 
 def run_point_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:
-    from dmic_core.sweep import PointSpec, run_point
+    """One point of the job's volume: :func:`dmic_core.runs.run_point` on the worker's cached case."""
+    from dmic_core.methods import PointSpec
+    from dmic_core.runs import cached_case, run_point
 
     params = task["params"]
-    case = _case(params, task["volume"])
+    case = cached_case(_case_spec(params, task["volume"]))
     options = dict(params.get("options") or {})
     result = run_point(case, PointSpec(task["method"], float(task["setting"])), setup=_setup(params),
                        out_dir=out_dir, progress=progress, **options)
-    summary = result.row()
-    summary["paper_frame_qps"] = result.paper_frame_qps
-    return summary
+    return result.summary()
 
 
 def run_encode_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:
-    import numpy as np
-
     from dmic_core.codecs.qp import dmic_frame_qps
-    from dmic_core.io import load_volume, save_nifti
-    from dmic_core.jsonio import write_json
+    from dmic_core.evaluation import write_point_folder
+    from dmic_core.io import load_volume
     from dmic_core.pipeline import code_volume
+    from dmic_core.runs import resolve_slices
 
     volume = load_volume(task["volume"])
-    slices = _slices(task["params"].get("slices"), task["volume"], _mtime(task["volume"]))
+    slices = resolve_slices(task["params"].get("slices"), task["volume"])
     if slices and tuple(slices) != (0, volume.n_frames):
         volume = volume.slab(*slices)
     qps = dmic_frame_qps(int(task["setting"]), volume.n_frames)
     coded = code_volume(volume, frame_qps=qps, setup=_setup(task["params"]), progress=progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "stream.hevc").write_bytes(coded.encode.bitstream)
-    save_nifti(coded.recon, coded.recon.hu, out_dir / "recon.nii.gz")
-    if coded.qp_map is not None:
-        np.save(out_dir / "qp_map.npy", coded.qp_map.astype(np.int16))
     summary = coded.summary(volume)
     row = {"method": task["method"], "setting": float(task["setting"]), "bits": int(summary["bits"]),
            "bpp": float(summary["bpp"]), "psnr_hu": float(summary["psnr_hu"]),
            "paper_frame_qps": qps.tolist()}
-    write_json(out_dir / "result.json", {**row, "summary": summary})
+    write_point_folder(out_dir, coded, {**row, "summary": summary})
     return row
+
+
+def point_tasks(image: str | Path, specs: Iterable[Any], folder: str | Path, params: dict[str, Any],
+                dmic_options: dict[str, Any] | None = None) -> list[TaskSpec]:
+    """One ``point`` task per :class:`~dmic_core.methods.PointSpec` of ``image``, its outputs in
+    ``folder/<method>_<setting>``; ``dmic_options`` (the agents) go to the DMIC tasks only."""
+    return [TaskSpec("point", str(image), s.method, s.setting, str(Path(folder) / f"{s.method}_{s.setting:g}"),
+                     {**params, "options": dmic_options} if dmic_options and s.method == "dmic" else params)
+            for s in specs]
 
 
 TASK_KINDS: dict[str, Callable[[dict[str, Any], Path, Progress], dict[str, Any]]] = {

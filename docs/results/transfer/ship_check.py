@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dmic_core.experiments.core import (Curve, ExperimentConfig, RunSpec, bd_rows, checkpoint_path, evaluate_case,
-                                        pretrained_path, test_cases)
+from dmic_core.evaluation.bd import bd_rows
+from dmic_core.experiments.config import Curve, ExperimentConfig, RunSpec
+from dmic_core.experiments.curves import evaluate_case, test_cases
+from dmic_core.experiments.training import checkpoint_path, pretrained_path
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmic_core.metrics.task import segmentation_scores
-from dmic_core.segmentation import Segmenter, load_segmenter
+from dmic_core.segmentation import Segmenter
 from dmic_core.volume import Volume
 
 
@@ -56,4 +56,4 @@ def accuracy_drop(scores: dict[str, float], reference: TaskReference) -> float:
     return float(reference.original_scores["miou"] - scores["miou"])
 
 
-__all__ = ["TaskReference", "make_reference", "task_accuracy", "accuracy_drop", "load_segmenter"]
+__all__ = ["TaskReference", "make_reference", "task_accuracy", "accuracy_drop"]

@@ -1,0 +1,46 @@
+"""One point: decide, encode, decode, segment, score and (optionally) write its folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from dmic_core.evaluation.accuracy import task_accuracy
+from dmic_core.evaluation.case import Case
+from dmic_core.evaluation.points import PointResult, write_point_folder
+from dmic_core.methods.base import Decider, PointSpec
+from dmic_core.methods.registry import get_decider
+from dmic_core.pipeline import TASK_CODING, CodingSetup, code_volume
+
+
+def run_point(case: Case, spec: PointSpec, *, setup: CodingSetup = TASK_CODING, out_dir: str | Path | None = None,
+              progress: Callable[[int, int], None] | None = None, deciders: Mapping[str, Decider] | None = None,
+              **method_options: Any) -> PointResult:
+    """Decide, encode, decode, segment and score one point (real encode, real model).
+
+    ``method_options`` go to the decider (``agents`` for dmic, ``anchor_bits`` for ratecontrol);
+    ``deciders`` adds methods outside the registry; with ``out_dir`` the point's folder is written
+    (:func:`~dmic_core.evaluation.points.write_point_folder`); ``progress(done, total)`` is called
+    per coded frame.
+    """
+    decide = get_decider(spec.method, deciders)
+    decision = decide(case, spec.setting, setup, **method_options)
+    coded = code_volume(case.volume, frame_qps=decision.frame_qps, ctu_dqp=decision.ctu_dqp, setup=setup,
+                        bitrate_kbps=decision.bitrate_kbps, progress=progress)
+    start = time.perf_counter()
+    scores = task_accuracy(case.segmenter, coded.recon, case.reference)
+    seg_seconds = time.perf_counter() - start
+    summary = coded.summary(case.volume, case.reference.reference)
+    result = PointResult(
+        method=spec.method, setting=float(spec.setting), bits=int(summary["bits"]), bpp=float(summary["bpp"]),
+        miou=scores["miou"], dice=scores["dice"], vessel_iou=scores["vessel_iou"],
+        psnr_hu=float(summary["psnr_hu"]),
+        seconds={"decide": decision.seconds, "encode": coded.encode.encode_seconds,
+                 "decode": coded.encode.decode_seconds, "segment": seg_seconds},
+        paper_frame_qps=None if coded.paper_frame_qps is None else coded.paper_frame_qps.tolist(),
+        qp_map=coded.qp_map, extra={**decision.info, "summary": summary, "scores": scores},
+    )
+    if out_dir is not None:
+        write_point_folder(out_dir, coded, result.record(case))
+    return result
