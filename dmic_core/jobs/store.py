@@ -94,7 +94,7 @@ class TaskSpec:
     Attributes:
         kind: name of the task function in :data:`dmic_core.jobs.tasks.TASK_KINDS`.
         volume: path (or dataset id) of the input volume, part of the task's identity.
-        method / setting: the rate point (see :mod:`dmic_core.sweep`).
+        method / setting: the rate point (see :class:`dmic_core.methods.PointSpec`).
         params: anything else the task function needs (label path, codec, bit depth, ...).
         out_dir: where the finished outputs go (written under a temporary name, then renamed).
     """

@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 sys.path.insert(0, ROOT)
 import numpy as np, torch
 torch.set_num_threads(1)
-from dmic_core.sweep import load_case, Decision
+from dmic_core.evaluation import load_case
 from dmic_core.pipeline import code_volume, TASK_CODING
 from dmic_core.codecs.qp import dmic_frame_qps, hm_anchor_frame_qps
 from dmic_core.maps import foreground_ctus, mask_ctu_dqp

@@ -11,7 +11,7 @@ import torch
 
 from dmic_core.codecs.qp import hm_anchor_frame_qps
 from dmic_core.pipeline import TASK_CODING, code_volume
-from dmic_core.sweep import load_case
+from dmic_core.evaluation import load_case
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[2]
