@@ -136,7 +136,7 @@ def test_compress_page_lists_jobs_and_starts_one(workspace, monkeypatch):
     from dmic_core.jobs import stop_runner
 
     JobStore(root / "_jobs").cancel_job(newest["id"])
-    stop_runner(root / "_jobs")
+    stop_runner(root / "_jobs", timeout=scaled(15))
 
 
 def test_compress_page_runs_dmic_with_the_chosen_shipped_agents(workspace, monkeypatch):
@@ -158,7 +158,7 @@ def test_compress_page_runs_dmic_with_the_chosen_shipped_agents(workspace, monke
     from dmic_core.jobs import stop_runner
 
     store.cancel_job(newest["id"])
-    stop_runner(root / "_jobs")
+    stop_runner(root / "_jobs", timeout=scaled(15))
 
 
 def test_compare_page(workspace, monkeypatch):

@@ -17,7 +17,7 @@ import pytest
 
 from dmic_core.jobs import JobStore, Runner, TaskSpec, ensure_runner, runner_alive, stop_runner
 from dmic_core.jobs.store import pid_alive
-from polling import join_all, wait_for
+from polling import join_all, scaled, wait_for
 
 
 def _volume(path: Path, shape=(64, 64, 12), sigma=100.0, seed=0) -> str:
@@ -185,7 +185,7 @@ def test_detached_runner_resumes_after_being_killed(tmp_path):
     fast2, slow2 = store.tasks(job)
     assert fast2["status"] == "done" and Path(fast2["result_path"]).stat().st_mtime_ns == fast_mtime
     assert slow2["attempts"] == 1, "an interrupted run is not a failed attempt"
-    assert stop_runner(ws)
+    assert stop_runner(ws, timeout=scaled(15))
     log = (ws / "runner.log").read_text()
     assert "requeued 1 interrupted task" in log
     assert "slow.nii.gz" not in log and str(tmp_path) not in log, "file names must not reach the log"

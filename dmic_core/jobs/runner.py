@@ -39,6 +39,8 @@ RECOVER_INTERVAL_S = 5.0
 #: Seconds a starting runner keeps trying for a lock held by someone else (a probe holds it for
 #: microseconds; a runner for its whole life).
 LOCK_PROBE_GRACE_S = 2.0
+#: Most seconds :func:`ensure_runner` waits for the runner it started to take the lock.
+RUNNER_START_TIMEOUT_S = 60.0
 
 log = logging.getLogger("dmic.jobs")
 
@@ -225,10 +227,12 @@ def ensure_runner(workspace: str | Path, *, workers: int | None = None, idle_exi
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(workspace / LOG_NAME, "ab") as logfile:
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, cwd=package_root,
-                         env=env, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and not runner_alive(workspace):
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, cwd=package_root,
+                                env=env, start_new_session=True, close_fds=True)
+    # until it holds the lock, or has exited (another runner won the race); on a busy machine
+    # starting Python alone can take seconds, so this waits for the state, up to a generous cap
+    deadline = time.monotonic() + RUNNER_START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None and not runner_alive(workspace):
         time.sleep(0.05)
     return True
 

@@ -87,7 +87,7 @@ def server(tmp_path_factory):
     yield url, root
     from dmic_core.jobs import stop_runner
 
-    stop_runner(root / "_jobs")
+    stop_runner(root / "_jobs", timeout=scaled(15))
     proc.terminate()
     try:
         proc.wait(scaled(10))
