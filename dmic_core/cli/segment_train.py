@@ -41,6 +41,11 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache-dir", default=d.cache_dir, help="where generated phantoms are cached")
+    parser.add_argument("--real-fraction", type=float, default=d.real_fraction,
+                        help="share of patches cut from the real CT crop's training frames with synthetic "
+                             "coronaries on its heart surface (dmic_core.segmentation.composite); 0: phantoms only")
+    parser.add_argument("--real-crop", default=None, help="folder of the real crop (default: shared data cta-aorta-crop)")
+    parser.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
@@ -68,7 +73,8 @@ def run(args) -> int:
                       lr=args.lr, in_slices=args.in_slices, channels=tuple(args.channels),
                       stem_factor=args.stem_factor, checkpoint_every=args.checkpoint_every,
                       val_every=args.val_every, seed=args.seed, threads=args.threads,
-                      cache_dir=args.cache_dir, **kwargs)
+                      cache_dir=args.cache_dir, real_fraction=args.real_fraction, real_crop=args.real_crop,
+                      init_weights=args.init, **kwargs)
     try:
         cfg.net()
     except ValueError as exc:

@@ -49,6 +49,17 @@ class TrainConfig:
     val_every: int = 500
     threads: int | None = None
     cache_dir: str = str(DEFAULT_CACHE)
+    # real CT texture (dmic_core.segmentation.composite): share of patches cut from the real crop's
+    # training frames, and the share of those centred on a synthetic coronary
+    real_fraction: float = 0.0
+    real_vessel_fraction: float = 0.5
+    real_patients: int = 48
+    real_crop: str | None = None  # folder of the crop (default: the shared data's cta-aorta-crop)
+    # start from these weights instead of random initialisation (fine-tuning)
+    init_weights: str | None = None
+    # model selection: validation Dice minus this times the false-vessel ml on the real crop's
+    # *training* frames (only when real_fraction > 0)
+    select_false_ml_weight: float = 0.01
 
     def net(self) -> "UNet25D":
         from dmic_core.segmentation.unet import UNet25D

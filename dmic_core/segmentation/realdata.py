@@ -65,10 +65,13 @@ class Crop:
         return sel
 
     def regions(self):
+        """:func:`~dmic_core.segmentation.plausibility.anatomy_regions` of the crop (computed once)."""
         from dmic_core.segmentation.plausibility import anatomy_regions
 
-        return anatomy_regions(self.hu, self.spacing, heart=self.heart, great_vessels=self.great_vessels,
-                               other_vessels=self.other_vessels)
+        if getattr(self, "_regions", None) is None:
+            self._regions = anatomy_regions(self.hu, self.spacing, heart=self.heart,
+                                            great_vessels=self.great_vessels, other_vessels=self.other_vessels)
+        return self._regions
 
 
 def load_crop(folder: str | Path | None = None) -> Crop:

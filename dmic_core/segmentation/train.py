@@ -139,12 +139,30 @@ def blur2d(x: torch.Tensor, sigma: float) -> torch.Tensor:
                                 k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def sample_batch(volumes: Sequence[LabelledVolume], cfg: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``(B, k, P, P)`` (normalised) and targets ``(B, 1, P, P)`` for training step ``step``."""
+def sample_batch(volumes: Sequence[LabelledVolume], cfg: TrainConfig, step: int,
+                 real: Any | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs ``(B, k, P, P)`` (normalised), targets and loss weights ``(B, 1, P, P)`` for step ``step``.
+
+    With a :class:`~dmic_core.segmentation.composite.RealTextureSampler` ``real`` and
+    ``cfg.real_fraction > 0``, that share of the patches comes from real CT texture.
+    """
     rng = np.random.default_rng([cfg.seed, step])
     k, p, half = cfg.in_slices, cfg.patch, cfg.in_slices // 2
-    xs, ys = [], []
+    xs, ys, ws = [], [], []
     for _ in range(cfg.batch_size):
+        if real is not None and cfg.real_fraction > 0 and rng.random() < cfg.real_fraction:
+            zoom = float(np.exp(rng.uniform(*np.log(cfg.zoom_range))))
+            img, lab, wgt = real.sample(rng, k, p, zoom, vessel=bool(rng.random() < cfg.real_vessel_fraction))
+            if rng.random() < 0.5:
+                img, lab, wgt = img[:, :, ::-1], lab[:, ::-1], wgt[:, ::-1]
+            if rng.random() < 0.5:
+                img = img[::-1]
+            gain, offset = rng.uniform(0.92, 1.08), rng.uniform(-30, 30)
+            img = (img - 40.0) * gain + 40.0 + offset
+            xs.append(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)))
+            ys.append(torch.from_numpy(np.ascontiguousarray(lab, dtype=np.float32)))
+            ws.append(torch.from_numpy(np.ascontiguousarray(wgt, dtype=np.float32)))
+            continue
         vol = volumes[int(rng.integers(len(volumes)))]
         z_n, h, w = vol.hu.shape
         zoom = float(np.exp(rng.uniform(*np.log(cfg.zoom_range))))
@@ -172,12 +190,14 @@ def sample_batch(volumes: Sequence[LabelledVolume], cfg: TrainConfig, step: int)
         img = (img - 40.0) * gain + 40.0 + offset
         xs.append(torch.from_numpy(np.ascontiguousarray(img)))
         ys.append(torch.from_numpy(np.ascontiguousarray(lab)))
-    out_x, out_y = [], []
-    for i, (img, lab) in enumerate(zip(xs, ys)):
-        img, lab = img[None], lab[None, None]
+        ws.append(torch.ones(lab.shape, dtype=torch.float32))
+    out_x, out_y, out_w = [], [], []
+    for i, (img, lab, wgt) in enumerate(zip(xs, ys, ws)):
+        img, lab, wgt = img[None], lab[None, None], wgt[None, None]
         if img.shape[-1] != p or img.shape[-2] != p:
             img = nn.functional.interpolate(img, size=(p, p), mode="bilinear", align_corners=False)
             lab = nn.functional.interpolate(lab, size=(p, p), mode="bilinear", align_corners=False)
+            wgt = nn.functional.interpolate(wgt, size=(p, p), mode="nearest")
         if rng.random() < cfg.blur_prob:
             img = blur2d(img, float(rng.uniform(*cfg.blur_sigma)))
         sigma = float(rng.uniform(0.0, cfg.noise_hu))
@@ -186,13 +206,20 @@ def sample_batch(volumes: Sequence[LabelledVolume], cfg: TrainConfig, step: int)
             img = img + sigma * torch.randn(img.shape, generator=g)
         out_x.append(normalize_hu(img))
         out_y.append((lab >= 0.5).float())
-    return torch.cat(out_x), torch.cat(out_y)
+        out_w.append(wgt)
+    return torch.cat(out_x), torch.cat(out_y), torch.cat(out_w)
 
 
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """BCE + (1 - soft Dice over the batch's vessel voxels)."""
-    bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
-    prob = torch.sigmoid(logits)
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE + (1 - soft Dice over the batch's vessel voxels); voxels of ``weight`` 0 do not count."""
+    if weight is None:
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        prob = torch.sigmoid(logits)
+    else:
+        bce = (nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() \
+            / weight.sum().clamp_min(1.0)
+        prob = torch.sigmoid(logits) * weight
     inter = (prob * target).sum()
     dice = (2 * inter + eps) / (prob.sum() + target.sum() + eps)
     return bce + (1.0 - dice)
@@ -236,6 +263,23 @@ def evaluate(net: UNet25D, volumes: Sequence[LabelledVolume], batch_size: int = 
     from dmic_core.metrics.task import scores_from_counts
 
     return scores_from_counts(tp, tp + fp, tp + fn, tp + fp + fn + tn)
+
+
+def real_false_ml(net: UNet25D, crop: Any, spacing: float, slice_mm: float) -> float:
+    """False-vessel ml (any category) of ``net`` on the real crop's *training* frames, segmented
+    at the training geometry (model selection; the evaluation frames are never looked at)."""
+    from dmic_core.segmentation.builtin import UNetSegmenter
+    from dmic_core.segmentation.plausibility import false_vessel_report
+    from dmic_core.segmentation.realdata import TRAIN_FRAMES
+
+    was_training = net.training
+    seg = UNetSegmenter(net.eval(), threads=torch.get_num_threads())
+    seg.train_spacing, seg.train_slice_mm = spacing, slice_mm
+    (a, b), = TRAIN_FRAMES
+    mask = seg.segment(crop.volume.slab(a, b))
+    report = false_vessel_report(mask, crop.spacing, crop.regions(), origin_mm=(a * crop.spacing[0], 0.0, 0.0))
+    net.train(was_training)
+    return float(report["false_any_ml"])
 
 
 # ------------------------------------------------------------------------------------ training
@@ -305,6 +349,24 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, best, history, seconds = state["step"], state["best"], state["history"], state["seconds"]
+    elif cfg.init_weights:
+        from dmic_core.segmentation.builtin import load_weights
+
+        init, _meta = load_weights(cfg.init_weights)
+        if init.config() != net.config():
+            raise ValueError(f"--init weights are a {init.config()} network, this run builds {net.config()}")
+        net.load_state_dict(init.state_dict())
+        log(f"initialised from {cfg.init_weights}")
+    real = crop = None
+    if cfg.real_fraction > 0:
+        from dmic_core.segmentation.composite import RealTextureSampler
+        from dmic_core.segmentation.realdata import load_crop
+
+        t0 = time.perf_counter()
+        crop = load_crop(cfg.real_crop)
+        real = RealTextureSampler(crop, seed=cfg.seed, n_patients=cfg.real_patients)
+        log(f"real texture: {len(real.patients)} virtual patients on the crop's training frames "
+            f"({time.perf_counter() - t0:.0f} s)")
 
     train_vols, val_vols = _load_data(cfg, log)
     rng = np.random.default_rng(cfg.seed)
@@ -331,10 +393,15 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
     def validate(step: int) -> None:
         nonlocal best
         scores = evaluate(net, val_vols)
+        scores["score"] = scores["dice"]
+        if crop is not None:
+            scores["real_train_false_ml"] = real_false_ml(net, crop, spacing, slice_mm)
+            scores["score"] = scores["dice"] - cfg.select_false_ml_weight * scores["real_train_false_ml"]
         history.append({"step": step, **scores})
-        improved = scores["dice"] > best.get("dice", -1.0)
+        improved = scores["score"] > best.get("score", best.get("dice", -1.0))
+        extra = f" real false {scores['real_train_false_ml']:.2f} ml" if crop is not None else ""
         log(f"step {step}: val dice {scores['dice']:.4f} vessel IoU {scores['vessel_iou']:.4f} "
-            f"mIoU {scores['miou']:.4f}{'  (best)' if improved else ''}")
+            f"mIoU {scores['miou']:.4f}{extra}{'  (best)' if improved else ''}")
         if improved:
             best = {"step": step, **scores}
             save_weights(net, out, {"spacing_mm": spacing, "slice_mm": slice_mm, "threshold": 0.5, "train": _portable(cfg),
@@ -352,8 +419,8 @@ def train(cfg: TrainConfig, out: str | Path, *, checkpoint: str | Path | None = 
     for step in range(start, cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        x, y = sample_batch(train_vols, cfg, step)
-        loss = dice_bce_loss(net(x), y)
+        x, y, w = sample_batch(train_vols, cfg, step, real)
+        loss = dice_bce_loss(net(x), y, weight=None if real is None else w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
