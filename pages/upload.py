@@ -28,6 +28,14 @@ def _ctu_map(image: str, mtime: float, mask_src: str, kind: str, a: float, b: fl
     return handcrafted_offsets(mask, kind, strength=float(a))
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _plausibility(image: str, mtime: float) -> list[str]:
+    """Warnings when the scan or the built-in model's mask is outside what the model was made for."""
+    from dmic_core.segmentation.plausibility import assess_mask_plausibility
+
+    return assess_mask_plausibility(load_volume_cached(image), _model_mask(image, mtime))
+
+
 def _mask(image: str, mtime: float, mask_src: str) -> np.ndarray | None:
     if mask_src.startswith("label:"):
         path = mask_src[len("label:"):]
@@ -117,6 +125,9 @@ def viewer(current: dict) -> None:
                     st.rerun()
             else:
                 st.caption(f"Built-in segmenter unavailable: {seg_reason}")
+        if mask_src == "model":
+            for warning in _plausibility(image, mtime):
+                st.warning(warning)
         ctu_key = None
         ctu_alpha = 0.0
         if mask_src != "none":

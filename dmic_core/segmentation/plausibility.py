@@ -191,5 +191,116 @@ def false_vessel_report(mask: np.ndarray, mask_spacing: tuple[float, float, floa
     return out
 
 
+# ------------------------------------------------------------------ out-of-distribution check
+#: What the shipped model was trained on and what a coronary tree holds; outside these, warn.
+PIXEL_MM_RANGE = (0.25, 0.6)  # training pixels 0.30-0.45 mm
+MAX_SLICE_MM = 1.0  # training frames 0.5 mm
+MAX_Z_COVERAGE_MM = 200.0  # heart-centred scans: phantoms 70-140 mm, CCTA about 100-160 mm
+MIN_Z_FOR_VOLUME_MM = 60.0  # below this (a slab) the whole tree is not in view: no volume check
+FOV_MM = (120.0, 320.0)  # in-plane field of view
+VESSEL_ML = (0.3, 15.0)  # coronary lumen: phantoms 2.7-8.9 ml, adult trees a few ml
+MIN_CONTRAST_ML = 20.0  # contrast-filled blood (150-700 HU) a CCTA must show
+MAX_OFF_HEART_FRACTION = 0.2
+
+
+def estimate_heart(hu: np.ndarray, spacing: tuple[float, float, float], grid_mm: float = 1.5
+                   ) -> tuple[np.ndarray, tuple[float, float, float]] | None:
+    """A crude heart estimate without a heart mask: the largest connected contrast-filled blood pool
+    (3 mm mean HU 150-700, opened by 6 mm: chambers with the aorta and pulmonary trunk, without
+    the vessels branching off them), on a ~``grid_mm`` grid.
+
+    Returns the mask and its spacing, or None when there is no blood pool of at least
+    :data:`MIN_CONTRAST_ML`.
+    """
+    hu = np.asarray(hu)
+    step = [max(1, int(round(grid_mm / s))) for s in spacing]
+    shape = [n // k * k for n, k in zip(hu.shape, step)]
+    if min(shape) == 0:
+        return None
+    coarse = hu[:shape[0], :shape[1], :shape[2]].astype(np.float32).reshape(
+        shape[0] // step[0], step[0], shape[1] // step[1], step[1], shape[2] // step[2], step[2]).mean((1, 3, 5))
+    csp = tuple(float(s * k) for s, k in zip(spacing, step))
+    smooth = ndimage.uniform_filter(coarse, size=tuple(max(1, 2 * int(round(1.5 / s)) + 1) for s in csp))
+    pool = (smooth > 150) & (smooth < 700)
+    # opening by 6 mm (two distance transforms): keeps chambers and the aorta, drops the vessels
+    # that branch off them into the lungs and the neck
+    core = ndimage.distance_transform_edt(pool, sampling=csp) > 6.0
+    pool = ndimage.distance_transform_edt(~core, sampling=csp) <= 6.0 if core.any() else core
+    lab, n = ndimage.label(pool)
+    if not n:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    if sizes.max() * float(np.prod(csp)) / 1000.0 < MIN_CONTRAST_ML:
+        return None
+    return lab == int(np.argmax(sizes)), csp  # type: ignore[return-value]
+
+
+def assess_mask_plausibility(volume, mask: np.ndarray, heart: np.ndarray | None = None) -> list[str]:
+    """Plain-language warnings when a coronary mask, or the scan it came from, is outside what the
+    segmenter was made for (empty list: nothing to warn about).
+
+    Checks the pixel size and slice spacing, the z coverage and field of view, contrast-filled
+    blood, the predicted vessel volume against what a coronary tree holds, and how much of the
+    mask lies off the heart: farther than 10 mm from ``heart`` when a heart mask is given, else
+    farther than 25 mm from the estimated blood pool (:func:`estimate_heart`).
+
+    Args:
+        volume: the scan (a :class:`~dmic_core.volume.Volume`: HU and spacing).
+        mask: the segmenter's 0/1 mask on the volume's grid.
+        heart: optional whole-heart mask on the same grid.
+    """
+    hu = np.asarray(volume.hu)
+    spacing = tuple(float(s) for s in volume.spacing)
+    mask = np.asarray(mask) > 0
+    if mask.shape != hu.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match the volume {hu.shape}")
+    out: list[str] = []
+    pixel = float(np.sqrt(spacing[1] * spacing[2]))
+    if not PIXEL_MM_RANGE[0] <= pixel <= PIXEL_MM_RANGE[1]:
+        out.append(f"Pixel size {pixel:.2f} mm: the coronary model was trained on 0.30-0.45 mm CCTA pixels; the "
+                   f"scan is resampled for it, and vessels thinner than a pixel cannot be found reliably.")
+    if spacing[0] > MAX_SLICE_MM:
+        out.append(f"Slices {spacing[0]:.2f} mm apart: the model expects about 0.5 mm CCTA slices; thin coronary "
+                   f"segments are blurred across slices and masks are less reliable.")
+    z_mm = hu.shape[0] * spacing[0]
+    if z_mm > MAX_Z_COVERAGE_MM:
+        out.append(f"The scan covers {z_mm:.0f} mm head to foot; a cardiac CT covers about 60-160 mm. Outside the "
+                   f"heart the model's marks are not coronary arteries.")
+    fov = min(hu.shape[1] * spacing[1], hu.shape[2] * spacing[2])
+    if not FOV_MM[0] <= fov <= FOV_MM[1]:
+        out.append(f"Field of view {fov:.0f} mm: cardiac CT uses about 150-250 mm centred on the heart.")
+    vox_ml = float(np.prod(spacing)) / 1000.0
+    contrast_ml = float(((hu > 150) & (hu < 700)).sum()) * vox_ml
+    if contrast_ml < MIN_CONTRAST_ML:
+        out.append(f"Only {contrast_ml:.0f} ml of contrast-filled blood (150-700 HU): this does not look like a "
+                   f"contrast-enhanced cardiac CT, and coronary lumens cannot be told from the wall.")
+    mask_ml = float(mask.sum()) * vox_ml
+    if mask_ml > VESSEL_ML[1]:
+        out.append(f"The mask holds {mask_ml:.1f} ml; a coronary tree holds about 1-12 ml. Most of it is not "
+                   f"coronary artery (lung or chest-wall vessels, bone edges).")
+    elif mask_ml < VESSEL_ML[0] and z_mm >= MIN_Z_FOR_VOLUME_MM:
+        out.append(f"The mask holds only {mask_ml:.2f} ml: (almost) no coronary artery was found.")
+    if mask.any():
+        if heart is not None:
+            dist = signed_distance(np.asarray(heart) > 0, spacing)
+            off = float((dist[mask] > SHELL_MM).mean())
+            where = f"farther than {SHELL_MM:.0f} mm from the heart"
+        else:
+            est = estimate_heart(hu, spacing)
+            off, where = None, ""
+            if est is not None:
+                pool, csp = est
+                dist = ndimage.distance_transform_edt(~pool, sampling=csp)
+                idx = np.nonzero(mask)
+                look = tuple(np.clip(idx[a] * spacing[a] / csp[a], 0, pool.shape[a] - 1).astype(np.int64)
+                             for a in range(3))
+                off = float((dist[look] > 25.0).mean())
+                where = "farther than 25 mm from the heart's blood pool (estimated)"
+        if off is not None and off > MAX_OFF_HEART_FRACTION:
+            out.append(f"{100 * off:.0f} % of the mask lies {where}, where coronary arteries do not run.")
+    return out
+
+
 __all__ = ["SHELL_MM", "FALSE_CATEGORIES", "AnatomyRegions", "anatomy_regions", "signed_distance",
-           "lookup_indices", "false_vessel_report"]
+           "lookup_indices", "false_vessel_report", "estimate_heart", "assess_mask_plausibility"]
