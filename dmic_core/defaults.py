@@ -29,6 +29,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 QP_GRID: tuple[int, ...] = (12, 17, 22, 27, 32, 37, 42)
 #: DMIC lambdas of a rate curve (reward ``-(R + lambda * D)``, 0..100).
 LAMBDA_GRID: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+#: The agents' evaluation protocol (``dmic evaluate``): at least eight rate points per method, so
+#: each BD rests on curves, not on three points. Base QPs of the anchors; QP_I of the rules that
+#: take one (hand-crafted maps, gop8, the oracle; the paper's QP_I range 14..37); DMIC lambdas.
+EVALUATION_QPS: tuple[int, ...] = (14, 18, 22, 26, 30, 34, 38, 42)
+EVALUATION_QP_IS: tuple[int, ...] = (14, 17, 20, 23, 26, 29, 32, 35, 37)
+EVALUATION_LAMBDAS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+#: The smallest shared fraction of two curves' joint mIoU range for the protocol to report a BD;
+#: below it the BD is "n/a" with the overlap stated, never extrapolated.
+MIN_BD_OVERLAP = 0.3
 #: What the Compress page preselects from the grids: a three-point HEVC curve and two DMIC points
 #: finish in about a minute on two cores, a first answer before a full sweep.
 APP_QPS: tuple[int, ...] = QP_GRID[2::2]
@@ -108,5 +117,6 @@ def repo_relative(path: str | Path) -> str:
 
 
 __all__ = ["APP_LAMBDAS", "APP_QPS", "BIT_DEPTHS", "CCTA_WINDOW", "COMPARISON_LAMBDAS", "COMPARISON_QPS", "DEFAULT_AGENTS", "FEATURE_CCTA_WINDOW",
-           "FULL_WINDOW", "LAMBDA_GRID", "PRETRAINED_AGENTS", "PSNR_PEAK_HU", "QP_GRID", "REPO_ROOT",
+           "EVALUATION_LAMBDAS", "EVALUATION_QPS", "EVALUATION_QP_IS", "FULL_WINDOW", "LAMBDA_GRID",
+           "MIN_BD_OVERLAP", "PRETRAINED_AGENTS", "PSNR_PEAK_HU", "QP_GRID", "REPO_ROOT",
            "SHARED_DATA_ENV", "default_window", "repo_relative", "shared_data_dir"]

@@ -18,7 +18,7 @@ from dmic_core.errors import CodecUnavailableError, DmicInputError
 #: are skipped so the command works while capabilities land one by one.
 COMMAND_MODULES = (
     "info", "encode", "phantom", "segment", "segment_train", "compress", "sweep", "pretrain",
-    "finetune", "experiments", "batch",
+    "finetune", "experiments", "evaluate", "batch",
 )
 
 

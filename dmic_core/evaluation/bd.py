@@ -25,12 +25,15 @@ from dmic_core.metrics.bd import bd_quality, bd_rate, upper_envelope
 BD_COLUMNS = ("bd_rate_pct", "bd_miou_pp", "bd_rate_psnr_pct", "bd_psnr_db")
 
 
-def bd_table(points: pd.DataFrame, anchor: str = "hevc", envelope: bool = True) -> pd.DataFrame:
+def bd_table(points: pd.DataFrame, anchor: str = "hevc", envelope: bool = True,
+             min_overlap: float = 0.0) -> pd.DataFrame:
     """BD-rate (%) and BD-mIoU (percentage points) of each method against ``anchor``.
 
     With ``envelope`` each curve is first reduced to its upper envelope (points beaten by a cheaper
     point are dropped): mIoU saturates at high rates and wobbles by a few 1e-4, which would
-    otherwise make every curve "non-monotonic" and its BD undefined.
+    otherwise make every curve "non-monotonic" and its BD undefined. ``min_overlap``: the smallest
+    shared fraction of the two curves' joint range for a defined BD (below it: NaN and the reason);
+    the overlap itself is in ``overlap_miou`` / ``overlap_psnr``.
     """
     rows = []
     base = points[points.method == anchor].sort_values("bpp")
@@ -44,9 +47,10 @@ def bd_table(points: pd.DataFrame, anchor: str = "hevc", envelope: bool = True) 
             if envelope:
                 ar, aq = upper_envelope(ar, aq)
                 tr, tq = upper_envelope(tr, tq)
-            rate = bd_rate(ar, aq, tr, tq)
-            quality = bd_quality(ar, aq, tr, tq)
+            rate = bd_rate(ar, aq, tr, tq, min_overlap=min_overlap)
+            quality = bd_quality(ar, aq, tr, tq, min_overlap=min_overlap)
             scale = 100.0 if metric == "miou" else 1.0
+            row[f"overlap_{label}"] = rate.overlap
             row[f"bd_rate_{label}_pct"] = rate.value
             row[f"bd_{label}" + ("_pp" if metric == "miou" else "_db")] = quality.value * scale
             row[f"reason_{label}"] = rate.reason or quality.reason

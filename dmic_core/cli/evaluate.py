@@ -1,0 +1,72 @@
+"""``dmic evaluate``: the agents' evaluation protocol on the reserved evaluation volumes.
+
+Resumable (points in ``WORK/points.jsonl``): run it again to finish an interrupted run, or with
+``--report-only`` to rebuild the tables from what is done.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from dmic_core.cli.common import print_json
+from dmic_core.datasets.seeds import EVALUATION_SEEDS
+
+
+def _seeds(text: str) -> list[int]:
+    start, _, stop = text.partition(":")
+    return list(range(int(start), int(stop))) if stop else [int(v) for v in text.split(",") if v]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="the agents' evaluation protocol (every method, reserved volumes)")
+    p.add_argument("--work", type=Path, default=Path("work_dirs/evaluate"), help="volumes and the point log")
+    p.add_argument("--out", type=Path, default=Path("docs/results/evaluation"), help="report folder")
+    p.add_argument("--seeds", type=_seeds, default=list(EVALUATION_SEEDS),
+                   help=f"evaluation phantom seeds, A:B or a comma list (default {EVALUATION_SEEDS.start}:"
+                        f"{EVALUATION_SEEDS.stop}); others are refused unless reserved for evaluation")
+    p.add_argument("--no-real-ct", action="store_true", help="leave out the real CT crop")
+    p.add_argument("--oracle-volumes", type=int, default=4, help="labelled volumes the oracle runs on")
+    p.add_argument("--agents", action="append", default=[], metavar="NAME=CHECKPOINT",
+                   help="one more agents curve besides the shipped checkpoints (repeatable)")
+    p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
+    p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from dmic_core.datasets.seeds import role_of
+    from dmic_core.errors import DmicInputError
+    from dmic_core.protocol.report import write_report
+    from dmic_core.protocol.run import ProtocolPlan, run_protocol, shipped_agents
+    from dmic_core.protocol.volumes import evaluation_volumes
+
+    bad = [s for s in args.seeds if role_of(s) is None or role_of(s).role != "evaluation"]
+    if bad:
+        raise DmicInputError(f"seeds {bad} are not reserved for evaluation (dmic_core.datasets.seeds): "
+                             "a volume that trained or chose a model cannot evaluate it")
+    agents = shipped_agents()
+    for item in args.agents:
+        name, _, path = item.partition("=")
+        if not name or not Path(path).is_file():
+            raise DmicInputError(f"--agents wants NAME=CHECKPOINT of an existing file, got {item!r}")
+        agents[f"dmic:{name}"] = path
+    start = time.perf_counter()
+    volumes = evaluation_volumes(args.work / "volumes", args.seeds, real_ct=not args.no_real_ct)
+    plan = ProtocolPlan(volumes, agents, oracle_volumes=args.oracle_volumes)
+    if args.report_only:
+        from dmic_core.runs import PointLog
+        from dmic_core.protocol.run import row_key
+
+        log = PointLog(args.work / "points.jsonl", row_key)
+    else:
+        log = run_protocol(plan, args.work, workers=args.workers)
+    names = {v.name for v in volumes}
+    rows = [r for r in log if r["volume"] in names]
+    command = "dmic " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "dmic evaluate"
+    paths = write_report(rows, plan, args.out, wall_seconds=time.perf_counter() - start,
+                         command="dmic evaluate " + command.split("evaluate", 1)[-1].strip())
+    print_json({"points": len(rows), **{k: str(v) for k, v in paths.items()}})
+    return 0

@@ -1,0 +1,53 @@
+"""The protocol's reference rules, beside the registry's methods (passed to the runner as ``deciders``).
+
+* ``gop8``: the agents' and maps' frame-level rule alone (QP_I and the paper's GOP-8 P-frame
+  QPs, no CTU offsets): how much of a method's gain is the frame QP pattern, not the CTU map.
+* ``oracle``: the best the paper's action space can do knowing the *ground-truth* mask: one
+  offset on every CTU that holds label, another on every other CTU, QP_I from the paper's range;
+  the protocol runs every (QP_I, fg, bg) of :data:`ORACLE_FG` x :data:`ORACLE_BG` and keeps the
+  upper envelope of all of them (a per-lambda search over the same family picks points on it).
+  It tells whether a method's gap is the method's or the action space's. Not a method a sender
+  can use: it needs the label.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from dmic_core.agents.spaces import PAPER
+from dmic_core.codecs.qp import dmic_frame_qps
+from dmic_core.maps import mask_ctu_dqp
+from dmic_core.methods.base import Decider, Decision
+from dmic_core.methods.maps import clip_qp_i
+
+if TYPE_CHECKING:
+    from dmic_core.evaluation.case import Case
+    from dmic_core.pipeline import CodingSetup
+
+#: Foreground and background offsets the oracle searches: the paper space's finer foreground
+#: offsets and its coarser background offsets (a foreground CTU never coarser than background).
+ORACLE_FG: tuple[int, ...] = tuple(o for o in PAPER.fg_offsets if o <= 0)
+ORACLE_BG: tuple[int, ...] = tuple(o for o in PAPER.bg_offsets if o >= 4)
+
+
+def decide_gop8(case: "Case", setting: float, setup: "CodingSetup", **_: Any) -> Decision:
+    return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), None)
+
+
+def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 0, bg: int = 8,
+                  **_: Any) -> Decision:
+    """Two-level map on the ground-truth mask (the case's reference), QP_I = ``setting``."""
+    if case.reference.kind != "label":
+        raise ValueError("the oracle needs a ground-truth label (the case has none)")
+    if fg not in PAPER.fg_offsets or bg not in PAPER.bg_offsets:
+        raise ValueError(f"oracle offsets fg={fg}, bg={bg} are outside the paper action space")
+    start = time.perf_counter()
+    dqp = mask_ctu_dqp(case.reference.reference, fg, bg)
+    return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), dqp,
+                    seconds=time.perf_counter() - start, info={"fg": fg, "bg": bg})
+
+
+PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "oracle": decide_oracle}
+
+__all__ = ["ORACLE_BG", "ORACLE_FG", "PROTOCOL_DECIDERS", "decide_gop8", "decide_oracle"]

@@ -1,0 +1,60 @@
+"""Write the protocol's report: ``evaluation.md``, ``evaluation.html`` (plotly, offline) and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
+from dmic_core.protocol.run import ORACLE, QP_I_METHODS, QP_METHODS, ProtocolPlan
+from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
+
+
+def curve_order(plan: ProtocolPlan) -> list[str]:
+    return [*QP_METHODS[1:], *QP_I_METHODS, *plan.agents, ORACLE]
+
+
+def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path, *, wall_seconds: float,
+                 command: str) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    points = pd.DataFrame(rows)
+    per_volume = per_volume_bd(points)
+    summary = summarise(per_volume)
+    order = curve_order(plan)
+    table = markdown(per_volume, summary, order)
+    head = [
+        "# Agents' evaluation protocol (real encodes)", "",
+        f"Command: `{command}`  ", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"wall time of the run that finished it: {wall_seconds / 60:.1f} min; {len(points)} points.", "",
+        "Volumes: " + ", ".join(f"{v.name} (slices {v.slices[0]}:{v.slices[1]}, vs {v.reference})"
+                                for v in plan.volumes) + ".", "",
+        f"BD against constant-QP HEVC (`hevc`) on mIoU, upper envelopes, over the shared mIoU range; "
+        f"n/a when the curves share less than {MIN_BD_OVERLAP:.0%} of their joint range. Intervals: "
+        "95% percentile bootstrap over volumes. 'beats best map': volumes where the curve's BD-rate is "
+        "lower than that of the best of the five hand-crafted maps on the same volume. Oracle: "
+        "two-level map on the ground-truth mask, every (QP_I, fg, bg) of the paper space, upper "
+        "envelope; its share is the mean of BD-rate(curve) / BD-rate(oracle) where both are defined.", "",
+        "Agents: " + ", ".join(f"`{k}` = `{repo_relative(v)}`" for k, v in plan.agents.items()) + ".", "", "",
+    ]
+    paths = {"markdown": out / "evaluation.md", "html": out / "evaluation.html", "json": out / "summary.json",
+             "points": out / "points.csv"}
+    paths["markdown"].write_text("\n".join(head) + table + "\n")
+    points.to_csv(paths["points"], index=False)
+    figure(points, per_volume, order).write_html(str(paths["html"]), include_plotlyjs=True)
+    paths["json"].write_text(json.dumps({
+        "command": command, "wall_seconds": round(wall_seconds, 1), "points": len(points),
+        "volumes": [v.as_dict() for v in plan.volumes], "agents": {k: repo_relative(v) for k, v in plan.agents.items()},
+        "qps": list(plan.qps), "qp_is": list(plan.qp_is), "lambdas": list(plan.lambdas),
+        "min_overlap": MIN_BD_OVERLAP,
+        "per_volume": json.loads(per_volume.to_json(orient="records")),
+        "summary": json.loads(summary.to_json(orient="records")),
+    }, indent=1) + "\n")
+    return paths
+
+
+__all__ = ["curve_order", "write_report"]

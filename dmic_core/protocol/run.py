@@ -1,0 +1,124 @@
+"""The agents' evaluation protocol: every method on the reserved evaluation volumes, resumably.
+
+One command (``dmic evaluate``) runs, on :func:`~dmic_core.protocol.volumes.evaluation_volumes`,
+the constant-QP anchor (``hevc``), x265 rate control, the five hand-crafted maps, ``gop8``,
+every shipped agents checkpoint (a curve ``dmic:<file stem>`` each) and, on the first
+``oracle_volumes`` phantoms, the ground-truth oracle of the paper's action space. Every point is
+a real encode with the project's coding setup, a real decode and a real segmentation; points
+are appended to ``WORK/points.jsonl`` as they finish, so a rerun does only what is missing.
+:mod:`dmic_core.protocol.summary` turns the points into the tables.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from dmic_core.agents.handcrafted import HANDCRAFTED
+from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
+from dmic_core.methods.base import PointSpec
+from dmic_core.methods.registry import ANCHOR
+from dmic_core.protocol.methods import ORACLE_BG, ORACLE_FG, PROTOCOL_DECIDERS
+from dmic_core.protocol.volumes import EvaluationVolume
+from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
+
+#: Methods that take a QP (anchors) and a QP_I (rules), before the agents' curves.
+QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
+QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8")
+ORACLE = "oracle"
+
+
+def shipped_agents() -> dict[str, str]:
+    """``dmic:<stem>`` -> path of every shipped agents checkpoint."""
+    from dmic_core.assets import ASSETS_DIR, SHIPPED_AGENTS
+
+    return {f"dmic:{Path(name).stem}": str(ASSETS_DIR / name) for name in SHIPPED_AGENTS
+            if (ASSETS_DIR / name).is_file()}
+
+
+@dataclass
+class ProtocolPlan:
+    """What one protocol run covers."""
+
+    volumes: list[EvaluationVolume]
+    agents: dict[str, str] = field(default_factory=shipped_agents)
+    qps: Sequence[float] = EVALUATION_QPS
+    qp_is: Sequence[float] = EVALUATION_QP_IS
+    lambdas: Sequence[float] = EVALUATION_LAMBDAS
+    oracle_volumes: int = 4
+    methods: Sequence[str] = (*QP_METHODS, *QP_I_METHODS)
+
+    def jobs(self) -> list[PointJob]:
+        jobs: list[PointJob] = []
+        labelled = [v for v in self.volumes if v.label is not None]
+        oracle_names = {v.name for v in labelled[: self.oracle_volumes]}
+        for vol in self.volumes:
+            case = CaseSpec(vol.image, vol.label, "builtin", tuple(vol.slices))
+            for method in self.methods:
+                settings = self.qps if method in QP_METHODS else self.qp_is
+                jobs.extend(PointJob(case, PointSpec(method, float(s))) for s in settings)
+            for name, path in self.agents.items():
+                jobs.extend(PointJob(case, PointSpec("dmic", float(lam)), {"agents": path}, name)
+                            for lam in self.lambdas)
+            if vol.name in oracle_names:
+                jobs.extend(PointJob(case, PointSpec(ORACLE, float(q)), {"fg": fg, "bg": bg}, ORACLE)
+                            for q in self.qp_is for fg in ORACLE_FG for bg in ORACLE_BG)
+        return jobs
+
+
+def job_key(volume: str, job: PointJob) -> tuple:
+    return (volume, job.name, float(job.spec.setting), job.options.get("fg"), job.options.get("bg"))
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    return (row["volume"], row["curve"], float(row["setting"]), row.get("fg"), row.get("bg"))
+
+
+def _annotate(case, result) -> dict[str, Any]:
+    """QP_I and the mean offsets on foreground / background CTUs (computed in the worker)."""
+    import numpy as np
+
+    from dmic_core.maps import foreground_ctus
+
+    if result.qp_map is None or result.paper_frame_qps is None:
+        return {}
+    fg = foreground_ctus(case.reference.roi)
+    off = result.qp_map - np.asarray(result.paper_frame_qps)[:, None, None]
+    return {"qp_i": int(result.paper_frame_qps[0]),
+            "mean_fg_offset": float(off[fg].mean()) if fg.any() else None,
+            "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None}
+
+
+def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = None,
+                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> PointLog:
+    """Run every point of ``plan`` not yet in ``WORK/points.jsonl``; returns the log of all points."""
+    points = PointLog(Path(work) / "points.jsonl", row_key)
+    by_image = {v.image: v.name for v in plan.volumes}
+    todo = [j for j in plan.jobs() if job_key(by_image[j.case.image], j) not in points]
+    known = {}
+    for row in points:
+        if row["curve"] == ANCHOR:
+            spec = next((v for v in plan.volumes if v.name == row["volume"]), None)
+            if spec is not None:
+                known[(CaseSpec(spec.image, spec.label, "builtin", tuple(spec.slices)),
+                       float(row["setting"]))] = int(row["bits"])
+    log(f"[evaluate] {len(todo)} points to run, {len(points)} done")
+    start = time.perf_counter()
+
+    def record(job: PointJob, result, done: int, total: int) -> None:
+        row = {"volume": by_image[job.case.image], "curve": job.name, **result.row(),
+               "fg": job.options.get("fg"), "bg": job.options.get("bg"),
+               **{k: result.extra.get(k) for k in ("qp_i", "mean_fg_offset", "mean_bg_offset")}}
+        points.add(row)
+        log(f"[evaluate] {done}/{total} {row['volume']} {row['curve']}@{row['setting']:g} "
+            f"{row['bpp']:.4f} bpp mIoU {row['miou']:.4f} ({time.perf_counter() - start:.0f} s)")
+
+    run_points(todo, workers=workers, on_point=record, anchor_bits=known, deciders=PROTOCOL_DECIDERS,
+               annotate=_annotate, keep_maps=False)
+    return points
+
+
+__all__ = ["ORACLE", "ProtocolPlan", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]

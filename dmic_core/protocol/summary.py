@@ -1,0 +1,126 @@
+"""The protocol's tables: BD per volume, mean with a bootstrap interval, wins, share of the oracle.
+
+For every curve and volume: BD-rate on mIoU and BD-mIoU against the constant-QP anchor over the
+shared mIoU range, "n/a" with the reason when the curves share less than
+:data:`~dmic_core.defaults.MIN_BD_OVERLAP` of it (never extrapolated). Per curve: the mean over
+the volumes where the BD is defined with its 95% bootstrap interval, on how many volumes it beats
+the best hand-crafted map of that volume, and the share of the oracle's BD-rate gain it captures
+on the volumes where the oracle ran.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from dmic_core.agents.handcrafted import HANDCRAFTED
+from dmic_core.defaults import MIN_BD_OVERLAP
+from dmic_core.evaluation.bd import bd_table
+from dmic_core.metrics.stats import bootstrap_mean_ci
+from dmic_core.protocol.run import ORACLE
+
+
+def per_volume_bd(points: pd.DataFrame, min_overlap: float = MIN_BD_OVERLAP) -> pd.DataFrame:
+    """One row per (volume, curve): BD-rate, BD-mIoU, overlap and the reason when undefined."""
+    tables = []
+    for volume, group in points.groupby("volume"):
+        frame = group.rename(columns={"method": "base_method"}).rename(columns={"curve": "method"})
+        table = bd_table(frame, min_overlap=min_overlap)
+        if not table.empty:
+            table.insert(0, "volume", volume)
+            tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def summarise(per_volume: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve: mean BD-rate / BD-mIoU with 95% intervals, wins and oracle share."""
+    if per_volume.empty:
+        return pd.DataFrame()
+    rate = per_volume.pivot(index="volume", columns="method", values="bd_rate_pct")
+    maps = [m for m in HANDCRAFTED if m in rate.columns]
+    best_map = rate[maps].min(axis=1) if maps else pd.Series(np.nan, index=rate.index)
+    rows = []
+    for curve in rate.columns:
+        values = rate[curve]
+        quality = per_volume[per_volume.method == curve].set_index("volume")["bd_miou_pp"]
+        ci, qci = bootstrap_mean_ci(values.values), bootstrap_mean_ci(quality.values)
+        comparable = values.notna() & best_map.notna()
+        wins = int((values[comparable] < best_map[comparable]).sum())
+        row: dict[str, Any] = {
+            "curve": curve, "volumes": int(values.notna().sum()), "of": int(len(values)),
+            "bd_rate_mean": ci.mean, "bd_rate_low": ci.low, "bd_rate_high": ci.high,
+            "bd_miou_mean": qci.mean, "bd_miou_low": qci.low, "bd_miou_high": qci.high,
+            "beats_best_map": wins, "compared_with_map": int(comparable.sum()),
+        }
+        if ORACLE in rate.columns and curve != ORACLE:
+            both = values.notna() & rate[ORACLE].notna() & (rate[ORACLE] < 0)
+            shares = (values[both] / rate[ORACLE][both]).values
+            row["oracle_share_mean"] = float(np.mean(shares)) if shares.size else float("nan")
+            row["oracle_volumes"] = int(both.sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pct(v: Any, spec: str = "+.1f") -> str:
+    return format(v, spec) if _finite(v) else "n/a"
+
+
+def _interval(mean: Any, low: Any, high: Any, spec: str, unit: str) -> str:
+    if not _finite(mean):
+        return "n/a"
+    return f"{mean:{spec}}{unit} [{low:{spec}}, {high:{spec}}]"
+
+
+def markdown(per_volume: pd.DataFrame, summary: pd.DataFrame, order: Iterable[str]) -> str:
+    """The summary table, then BD-rate per volume (reasons for every n/a below it)."""
+    order = [c for c in order if c in set(summary.curve)] + sorted(set(summary.curve) - set(order))
+    lines = ["| curve | mean BD-rate (95% CI) | mean BD-mIoU pp (95% CI) | volumes with BD | "
+             "beats best map | share of oracle gain |", "|---|---:|---:|---:|---:|---:|"]
+    by_curve = summary.set_index("curve")
+    for curve in order:
+        r = by_curve.loc[curve]
+        share = r.get("oracle_share_mean", float("nan"))
+        lines.append(
+            f"| {curve} | {_interval(r.bd_rate_mean, r.bd_rate_low, r.bd_rate_high, '+.1f', '%')} | "
+            f"{_interval(r.bd_miou_mean, r.bd_miou_low, r.bd_miou_high, '+.2f', '')} | "
+            f"{int(r.volumes)}/{int(r.of)} | {int(r.beats_best_map)}/{int(r.compared_with_map)} | "
+            f"{_pct(100 * share, '.0f') + '%' if _finite(share) else 'n/a'} |")
+    volumes = sorted(per_volume.volume.unique())
+    lines += ["", "BD-rate (%) on mIoU per volume:", "",
+              "| curve | " + " | ".join(volumes) + " |", "|---|" + "---:|" * len(volumes)]
+    rate = per_volume.pivot(index="method", columns="volume", values="bd_rate_pct")
+    for curve in order:
+        if curve in rate.index:
+            lines.append(f"| {curve} | " + " | ".join(_pct(rate.loc[curve].get(v)) for v in volumes) + " |")
+    reasons = per_volume[per_volume.bd_rate_pct.isna()]
+    if not reasons.empty:
+        lines += ["", "Undefined BDs:", ""]
+        lines += [f"- {r.method} on {r.volume}: {r.reason}" for r in reasons.itertuples()]
+    return "\n".join(lines)
+
+
+def figure(points: pd.DataFrame, per_volume: pd.DataFrame, order: Iterable[str]):
+    """Plotly: per-volume BD-rate of each curve (dots) and the mean (bar)."""
+    import plotly.graph_objects as go
+
+    order = [c for c in order if c in set(per_volume.method)]
+    fig = go.Figure()
+    means = per_volume.groupby("method").bd_rate_pct.mean()
+    fig.add_bar(x=order, y=[means.get(c) for c in order], name="mean over volumes", opacity=0.5)
+    for volume, group in per_volume.groupby("volume"):
+        g = group.set_index("method")
+        fig.add_scatter(x=order, y=[g.bd_rate_pct.get(c) for c in order], mode="markers", name=volume)
+    fig.add_hline(y=-50, line_dash="dash", annotation_text="target -50%")
+    fig.update_layout(template="plotly_white", height=520, yaxis_title="BD-rate on mIoU vs constant-QP HEVC (%)",
+                      title="Evaluation protocol: lower is better (fewer bits at equal mIoU)")
+    return fig
+
+
+__all__ = ["figure", "markdown", "per_volume_bd", "summarise"]
