@@ -40,6 +40,8 @@ class CodingSetup:
     def make_codec(self):
         kwargs: dict[str, Any] = {}
         if self.preset is not None:
+            if self.codec != "x265":
+                raise ValueError(f"a preset applies to x265 only, not to {self.codec}")
             kwargs["preset"] = self.preset
         return get_codec(self.codec, **kwargs)
 
@@ -67,6 +69,7 @@ class CodedVolume:
         mapping = self.setup.mapping()
         out: dict[str, Any] = {
             "codec": self.encode.codec,
+            "codec_version": self.encode.engine["version"],
             "codec_params": self.encode.params,
             "bit_depth": self.setup.bit_depth,
             "window_hu": list(mapping.window),

@@ -274,3 +274,38 @@ def test_rate_control_is_refused_by_hm() -> None:
     with pytest.raises(CodecUnavailableError, match="rate control"):
         HMCodec().encode(ct_like_frames(1, 64, 64), 12, None, bitrate_kbps=100)
 
+
+
+
+
+@hm_test
+@pytest.mark.parametrize("codec", ["hm", "x265"])
+def test_compress_cli_codes_with_the_chosen_engine_and_records_it(
+        codec: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``dmic compress --codec`` picks the engine; result.json names it and its version."""
+    import json
+
+    from dmic_core.cli import main
+    from dmic_core.defaults import shared_data_dir
+
+    ct = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
+    if not ct.is_file():
+        pytest.skip(f"shared data absent: {ct}")
+    out = tmp_path / codec
+    code = main(["compress", str(ct), "--method", "hevc", "--qp", "32", "--slices", "70:79",
+                 "--codec", codec, "--out", str(out)])
+    capsys.readouterr()
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["codec"] == codec and result["summary"]["codec"] == codec
+    version = result["codec_version"]
+    assert version == ("16.25" if codec == "hm" else result["summary"]["codec_params"]["x265_version"])
+    assert result["summary"]["codec_version"] == version
+    assert result["bits"] == 8 * (out / "stream.hevc").stat().st_size
+
+
+def test_a_preset_with_hm_is_refused() -> None:
+    from dmic_core.pipeline import CodingSetup
+
+    with pytest.raises(ValueError, match="x265 only"):
+        CodingSetup(codec="hm", preset="slow").make_codec()

@@ -29,7 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--slices", default=None, metavar="A:B")
     parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
-    parser.add_argument("--preset", default=None)
+    parser.add_argument("--codec", default=TASK_CODING.codec, choices=["x265", "hm"],
+                        help="HEVC engine (default x265; hm needs scripts/setup.sh --with-hm)")
+    parser.add_argument("--preset", default=None, help="x265 preset (not for --codec hm)")
     parser.set_defaults(func=run)
 
 
@@ -48,7 +50,7 @@ def run(args) -> int:
         reference.roi = roi
     case = Case(volume, label, segmenter, reference, Path(args.input).name)
     window = TASK_CODING.window if args.bit_depth == TASK_CODING.bit_depth else None
-    setup = CodingSetup(preset=args.preset, bit_depth=args.bit_depth, window=window)
+    setup = CodingSetup(codec=args.codec, preset=args.preset, bit_depth=args.bit_depth, window=window)
     setting = args.lam if args.method == "dmic" else args.qp
     options = {"agents": args.agents} if args.method == "dmic" and args.agents else {}
     result = run_point(case, PointSpec(args.method, setting), setup=setup, out_dir=args.out, **options)

@@ -32,7 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
     parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
-    parser.add_argument("--preset", default=None)
+    parser.add_argument("--codec", default=TASK_CODING.codec, choices=["x265", "hm"],
+                        help="HEVC engine (default x265; hm needs scripts/setup.sh --with-hm)")
+    parser.add_argument("--preset", default=None, help="x265 preset (not for --codec hm)")
     parser.set_defaults(func=run)
 
 
@@ -44,7 +46,7 @@ def run(args) -> int:
     n_frames = load_volume(args.input).n_frames
     slices = parse_slices(args.slices, n_frames, args.input)
     window = TASK_CODING.window if args.bit_depth == TASK_CODING.bit_depth else None
-    setup = CodingSetup(preset=args.preset, bit_depth=args.bit_depth, window=window)
+    setup = CodingSetup(codec=args.codec, preset=args.preset, bit_depth=args.bit_depth, window=window)
     specs = default_specs(methods, args.qps, args.lambdas)
     from tqdm import tqdm
 
@@ -58,7 +60,7 @@ def run(args) -> int:
                        workers=args.workers, agents=args.agents, on_point=on_point)
     bar.close()
     meta = {"input": str(args.input), "label": args.label, "slices": list(slices),
-            "bit_depth": setup.bit_depth, "segmenter": args.segmenter}
+            "bit_depth": setup.bit_depth, "codec": setup.codec, "segmenter": args.segmenter}
     paths = write_sweep(args.out, points, meta)
     table = bd_table(points)
     print_json({"outputs": {k: str(v) for k, v in paths.items()},

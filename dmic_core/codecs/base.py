@@ -43,6 +43,12 @@ class EncodeResult:
     def total_bits(self) -> int:
         return int(8 * len(self.bitstream))
 
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The engine that coded this stream and its version (``{"name": "hm", "version": "16.25"}``)."""
+        version = self.params.get("version") or self.params.get("x265_version")
+        return {"name": self.codec, "version": None if version is None else str(version)}
+
 
 class Codec(abc.ABC):
     """An HEVC engine that codes monochrome frames as a low-delay-P video."""

@@ -80,5 +80,6 @@ def write_point_folder(out_dir: str | Path, coded: "CodedVolume", record: dict[s
         tmp_map = out_dir / "qp_map.tmp.npy"
         np.save(tmp_map, np.asarray(coded.qp_map).astype(np.int16))
         tmp_map.replace(out_dir / "qp_map.npy")
-    write_json(out_dir / "result.json", record)
+    engine = coded.encode.engine  # every result.json names the engine and its version
+    write_json(out_dir / "result.json", {**record, "codec": engine["name"], "codec_version": engine["version"]})
     return out_dir
