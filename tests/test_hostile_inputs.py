@@ -35,6 +35,7 @@ import pytest
 
 from dmic_core.cli import main as dmic_main
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
+from dmic_core.defaults import shared_data_dir
 from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume
 from dmic_core.io import readers
@@ -219,8 +220,7 @@ def test_hostile_rows_fail_alone_in_a_batch(hostile, good, tmp_path, capsys):
 # Refused from the archive's directory before one byte is extracted: ratio per member and in total
 # (declared sizes against the file's real size), and the space free where extraction would write.
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-ENHANCED_CT = SHARED_DATA / "dicom" / "eCT_Supplemental.dcm"
+ENHANCED_CT = shared_data_dir() / "dicom" / "eCT_Supplemental.dcm"
 
 
 def _crc32_of_zeros(n: int) -> int:
