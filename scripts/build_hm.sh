@@ -13,6 +13,8 @@
 # The stamp holds a hash of the source, the patches and RECIPE (bump it when the build steps
 # below change): when nothing changed the build is skipped (seconds). Exit status 2 for a missing or wrong source.
 set -euo pipefail
+SRC="${1:-${DMIC_HM_SOURCE:-}}"
+[[ -z "$SRC" || "$SRC" == /* ]] || SRC="$PWD/$SRC"  # relative to the caller's folder
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 HM_BIN="$REPO/hm_bin"
@@ -25,7 +27,6 @@ RECIPE="cmake-release-gcc-no-werror-1"
 say() { printf '[hm] %s\n' "$*" >&2; }
 die() { printf '[hm] error: %s\n' "$*" >&2; exit 2; }
 
-SRC="${1:-${DMIC_HM_SOURCE:-}}"
 [[ -n "$SRC" ]] || die "no HM source given: pass the HM 16.25 tarball or folder (scripts/setup.sh --with-hm PATH, or DMIC_HM_SOURCE=PATH)"
 [[ -e "$SRC" ]] || die "HM source not found: $SRC"
 SRC=$(readlink -f -- "$SRC")

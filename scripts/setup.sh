@@ -6,6 +6,7 @@
 #                   own copy; or set DMIC_HM_SOURCE) with the project's patch into hm_bin/
 #                   (scripts/build_hm.sh: about 2 minutes on 2 cores the first time, cached after)
 set -euo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")/.."
 
 WITH_TEST_TOOLS=0
@@ -57,6 +58,7 @@ fi
 
 # --- HM reference encoder (optional; built from your own source, cached by a stamp) --------
 if [[ -n "$HM_SOURCE" ]]; then
+  [[ "$HM_SOURCE" == /* ]] || HM_SOURCE="$CALLER_PWD/$HM_SOURCE"  # relative to the caller's folder
   bash scripts/build_hm.sh "$HM_SOURCE"
 fi
 
