@@ -7,13 +7,21 @@ resampled in-plane to 512x512 (linear) and mapped to 12-bit samples by the libra
 frame QPs (``dmic_frame_qps``) at paper QP_I 22/27/32/37 (coded QP = paper QP + 12, clipped
 to 51), with and without a random per-CTU offset map in {-2, 0, 2, 4, 6, 8}. For each x265
 preset it reports seconds per frame, total encode seconds, bits, PSNR (peak 4095, the library's) and peak
-memory, and the BD-rate (PSNR, pchip) against x265 veryslow, a stand-in for HM's quality; HM runs
-side by side when installed (maps only with a map-capable HM).
+memory, and the BD-rate (PSNR, pchip) against x265 veryslow and against HM; HM (the patched
+build of ``scripts/setup.sh --with-hm``, per-CTU maps included) runs side by side when installed
+(``--no-hm`` leaves it out). ``--data phantom:SEED`` codes 33 central slices of a synthetic CCTA
+phantom (``dmic phantom``, 512x512) instead of the real crop.
 
 Usage::
 
     python bench/bench_codec.py [--presets ultrafast,fast,medium,slow,veryslow] [--threads 2]
-                                [--frames 33] [--out bench/results/codec.json]
+                                [--frames 33] [--data ct|phantom:SEED] [--no-hm]
+                                [--out bench/results/codec.json]
+
+The x265-vs-HM anchor figures in docs/codec.md come from::
+
+    python bench/bench_codec.py --presets slow --out bench/results/codec_hm_ct.json
+    python bench/bench_codec.py --presets slow --data phantom:7001 --out bench/results/codec_hm_phantom.json
 """
 
 from __future__ import annotations
@@ -55,6 +63,14 @@ def load_ct_frames(path: Path, n_frames: int, size: int = 512) -> np.ndarray:
     return MAPPING.to_samples(np.rint(np.stack(frames)))
 
 
+def load_phantom_frames(seed: int, n_frames: int, size: int = 512) -> np.ndarray:
+    """``n_frames`` slices of the synthetic CCTA phantom ``seed`` (as ``dmic phantom``), 12-bit."""
+    from dmic_core.datasets.phantom import generate_phantom
+
+    volume, _label = generate_phantom(seed, n_frames, size=size)
+    return MAPPING.to_samples(volume.hu)
+
+
 def psnr(recon: np.ndarray, frames: np.ndarray) -> float:
     """PSNR of samples; one level is one HU here, so this is the library's HU PSNR."""
     diff = recon.astype(np.float64) - frames.astype(np.float64)
@@ -91,19 +107,24 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(codec: Any, frames: np.ndarray, qps: np.ndarray,
-            offsets: np.ndarray | None) -> dict[str, Any]:
+def run_one(codec: Any, frames: np.ndarray, qps: np.ndarray, offsets: np.ndarray | None,
+            versions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Encode once and measure; peak RSS is per run where /proc allows, else process-wide."""
     per_run = _reset_peak_rss()
     tracemalloc.start()
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    def cpu_now() -> float:  # this process and its waited-for children (HM runs as one)
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    cpu0 = cpu_now()
     start = time.perf_counter()
     res = codec.encode(frames, BIT_DEPTH, qps, offsets)
     wall = time.perf_counter() - start
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    cpu = cpu_now() - cpu0
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    if versions is not None:
+        versions[res.codec] = res.params.get("version") or res.params.get("x265_version")
     return {
         "encode_s": round(res.encode_seconds, 3),
         "s_per_frame": round(res.encode_seconds / len(frames), 4),
@@ -140,11 +161,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="x265 worker threads (pools)")
     ap.add_argument("--frames", type=int, default=33)
     ap.add_argument("--ct", type=Path, default=CT_PATH)
+    ap.add_argument("--data", default="ct", help="ct (the real crop, --ct) or phantom:SEED")
     ap.add_argument("--no-map", action="store_true", help="skip the per-CTU map runs")
+    ap.add_argument("--no-hm", action="store_true", help="leave HM out even when installed")
     ap.add_argument("--out", type=Path, default=RESULTS / "codec.json")
     args = ap.parse_args(argv)
 
-    frames = load_ct_frames(args.ct, args.frames)
+    if args.data == "ct":
+        frames = load_ct_frames(args.ct, args.frames)
+        data_name = repo_relative(args.ct)
+    elif args.data.startswith("phantom:"):
+        seed = int(args.data.split(":", 1)[1])
+        frames = load_phantom_frames(seed, args.frames)
+        data_name = f"dmic phantom --seed {seed} --slices {args.frames} (512x512)"
+    else:
+        ap.error(f"--data must be ct or phantom:SEED, got {args.data!r}")
     n, height, width = frames.shape
     rng = np.random.default_rng(2024)
     ctu_map = rng.choice(MAP_VALUES, size=(n, *ctu_grid_shape(height, width))).astype(np.int64)
@@ -153,10 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs: list[tuple[str, Any]] = [
         (f"x265 {p}", get_codec("x265", preset=p, threads=args.threads))
         for p in args.presets.split(",") if p]
-    hm_reason = CODECS["hm"].availability()
+    hm_reason = "left out (--no-hm)" if args.no_hm else CODECS["hm"].availability()
     if hm_reason is None:
         configs.append(("HM", get_codec("hm")))
 
+    versions: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     print(f"{n} frames {height}x{width}, 12-bit, threads={args.threads}, cpus={os.cpu_count()}")
     print(f"{'codec':<16} {'map':<7} {'QP_I':>4} {'s/frame':>8} {'total s':>8} {'kbits':>9} "
@@ -168,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for qp_i in PAPER_QP_I:
                 qps = paper_to_coded_qp(dmic_frame_qps(qp_i, n), BIT_DEPTH, WINDOW_HU)
                 row = {"codec": name, "map": map_name, "paper_qp_i": qp_i,
-                       "coded_qp_i": int(qps[0]), **run_one(codec, frames, qps, offsets)}
+                       "coded_qp_i": int(qps[0]), **run_one(codec, frames, qps, offsets, versions)}
                 rows.append(row)
                 print(f"{name:<16} {map_name:<7} {qp_i:>4} {row['s_per_frame']:>8.3f} "
                       f"{row['encode_s']:>8.2f} {row['kbits']:>9.1f} {row['psnr_db']:>8.2f} "
@@ -200,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "data": repo_relative(args.ct), "frames": n, "size": [height, width], "bit_depth": BIT_DEPTH,
+        "data": data_name, "frames": n, "versions": versions, "size": [height, width], "bit_depth": BIT_DEPTH,
         "threads": args.threads, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
         "machine": platform.processor() or platform.machine(), "hm": (hm_reason or "present").replace(str(REPO_ROOT), "."),
         "rows": rows, "summary": summary,
