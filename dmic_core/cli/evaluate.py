@@ -1,6 +1,7 @@
 """``dmic evaluate``: the agents' evaluation protocol on the reserved evaluation volumes.
 
-Resumable (points in ``WORK/points.jsonl``): run it again to finish an interrupted run, or with
+Resumable (points in ``WORK/<fingerprint>/points.jsonl``, one log per segmenter, coding setup and
+x265 build): run it again to finish an interrupted run, or with
 ``--report-only`` to rebuild the tables from what is done.
 """
 
@@ -57,10 +58,10 @@ def run(args) -> int:
     volumes = evaluation_volumes(args.work / "volumes", args.seeds, real_ct=not args.no_real_ct)
     plan = ProtocolPlan(volumes, agents, oracle_volumes=args.oracle_volumes)
     if args.report_only:
+        from dmic_core.protocol.run import log_path, row_key
         from dmic_core.runs import PointLog
-        from dmic_core.protocol.run import row_key
 
-        log = PointLog(args.work / "points.jsonl", row_key)
+        log = PointLog(log_path(plan, args.work), row_key)
     else:
         log = run_protocol(plan, args.work, workers=args.workers)
     names = {v.name for v in volumes}

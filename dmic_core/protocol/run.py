@@ -5,7 +5,9 @@ the constant-QP anchor (``hevc``), x265 rate control, the five hand-crafted maps
 every shipped agents checkpoint (a curve ``dmic:<file stem>`` each) and, on the first
 ``oracle_volumes`` phantoms, the ground-truth oracle of the paper's action space. Every point is
 a real encode with the project's coding setup, a real decode and a real segmentation; points
-are appended to ``WORK/points.jsonl`` as they finish, so a rerun does only what is missing.
+are appended to ``WORK/<fingerprint>/points.jsonl`` as they finish (:func:`fingerprint`: the
+segmenter, the coding setup and the x265 build; each row also keys its agents checkpoint's
+hash), so a rerun does only what is missing and never mixes numbers of other models.
 :mod:`dmic_core.protocol.summary` turns the points into the tables.
 """
 
@@ -69,12 +71,39 @@ class ProtocolPlan:
         return jobs
 
 
+def fingerprint(plan: "ProtocolPlan") -> str:
+    """What makes a point comparable to another: the segmenter's weights, the coding setup and the
+    x265 build. Points live under ``WORK/<fingerprint>/``, so a retrained segmenter or another
+    encoder starts a fresh log instead of mixing old and new numbers."""
+    import hashlib
+    import json
+
+    from dmic_core.assets import ASSETS_DIR, sha256
+    from dmic_core.codecs.x265 import x265_info
+    from dmic_core.pipeline import TASK_CODING
+
+    facts = {"segmenter": sha256(ASSETS_DIR / "segmenter_unet.pt"), "coding": repr(TASK_CODING),
+             "x265": x265_info().get("version"), "volumes": [v.as_dict()["slices"] for v in plan.volumes]}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def job_key(volume: str, job: PointJob) -> tuple:
-    return (volume, job.name, float(job.spec.setting), job.options.get("fg"), job.options.get("bg"))
+    return (volume, job.name, float(job.spec.setting), job.options.get("fg"), job.options.get("bg"),
+            _agents_sha(job.options.get("agents")))
+
+
+def _agents_sha(path: str | None) -> str | None:
+    """First 16 hex digits of an agents checkpoint's sha256 (a replaced checkpoint reruns its curve)."""
+    if not path:
+        return None
+    from dmic_core.assets import sha256
+
+    return sha256(Path(path))[:16]
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return (row["volume"], row["curve"], float(row["setting"]), row.get("fg"), row.get("bg"))
+    return (row["volume"], row["curve"], float(row["setting"]), row.get("fg"), row.get("bg"),
+            row.get("agents_sha"))
 
 
 def _annotate(case, result) -> dict[str, Any]:
@@ -92,12 +121,18 @@ def _annotate(case, result) -> dict[str, Any]:
             "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None}
 
 
+def log_path(plan: "ProtocolPlan", work: str | Path) -> Path:
+    """``WORK/<fingerprint>/points.jsonl``: the point log of this plan's models and coding."""
+    return Path(work) / fingerprint(plan) / "points.jsonl"
+
+
 def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = None,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> PointLog:
-    """Run every point of ``plan`` not yet in ``WORK/points.jsonl``; returns the log of all points."""
-    points = PointLog(Path(work) / "points.jsonl", row_key)
+    """Run every point of ``plan`` not yet in its log; returns the log of all points."""
+    points = PointLog(log_path(plan, work), row_key)
     by_image = {v.image: v.name for v in plan.volumes}
     todo = [j for j in plan.jobs() if job_key(by_image[j.case.image], j) not in points]
+    log(f"[evaluate] point log {points.path}")
     known = {}
     for row in points:
         if row["curve"] == ANCHOR:
@@ -111,6 +146,7 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     def record(job: PointJob, result, done: int, total: int) -> None:
         row = {"volume": by_image[job.case.image], "curve": job.name, **result.row(),
                "fg": job.options.get("fg"), "bg": job.options.get("bg"),
+               "agents_sha": _agents_sha(job.options.get("agents")),
                **{k: result.extra.get(k) for k in ("qp_i", "mean_fg_offset", "mean_bg_offset")}}
         points.add(row)
         log(f"[evaluate] {done}/{total} {row['volume']} {row['curve']}@{row['setting']:g} "
