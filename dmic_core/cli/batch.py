@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dmic_core.cli.common import print_json
+from dmic_core.cli.common import CODEC_CHOICES, print_json
 from dmic_core.errors import DmicInputError
 from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID, default_window
 from dmic_core.methods import METHOD_NAMES
@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     parser.add_argument("--slices", default=None, metavar="A:B", help="frames kept of every volume")
     parser.add_argument("--workers", type=int, default=None,
                         help="concurrent tasks (default: $DMIC_JOB_WORKERS or half the cores; Ray: all CPUs)")
-    parser.add_argument("--codec", default="x265", choices=["x265", "hm"])
+    parser.add_argument("--codec", default="x265", choices=CODEC_CHOICES)
     parser.add_argument("--bit-depth", type=int, default=None, choices=BIT_DEPTHS,
                         help="coded depth (default: the task coding setup's)")
     parser.add_argument("--preset", default=None)

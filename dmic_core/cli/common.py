@@ -6,13 +6,17 @@ import json
 import sys
 from typing import Any
 
+from dmic_core.codecs import CODECS
 from dmic_core.defaults import BIT_DEPTHS, default_window
 from dmic_core.jsonio import to_jsonable
+
+#: Engine names: the codec registry's keys, never a hand-kept list.
+CODEC_CHOICES: tuple[str, ...] = tuple(CODECS)
 
 
 def add_coding_arguments(parser) -> None:
     """``--codec --preset --bit-depth --window``: how frames are coded."""
-    parser.add_argument("--codec", default="x265", choices=["x265", "hm"], help="HEVC engine (default x265)")
+    parser.add_argument("--codec", default="x265", choices=CODEC_CHOICES, help="HEVC engine (default x265)")
     parser.add_argument("--preset", default=None, help="x265 preset (default: the documented one)")
     parser.add_argument("--bit-depth", type=int, default=12, choices=BIT_DEPTHS,
                         help="coded sample depth (default 12: HU -1024..3071 kept whole)")
@@ -20,6 +24,17 @@ def add_coding_arguments(parser) -> None:
                         help="HU window [LO, HI) mapped onto the sample range (default: "
                              + ", ".join(f"{lo:g},{hi:g} at {b} bits" for b in BIT_DEPTHS
                                          for lo, hi in [default_window(b)]) + ")")
+
+
+def add_task_coding_arguments(parser) -> None:
+    """``--bit-depth --codec --preset`` of the commands that score a task (compress, sweep): the
+    task coding's defaults (:data:`dmic_core.pipeline.TASK_CODING`)."""
+    from dmic_core.pipeline import TASK_CODING
+
+    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
+    parser.add_argument("--codec", default=TASK_CODING.codec, choices=CODEC_CHOICES,
+                        help="HEVC engine (default x265; hm needs scripts/setup.sh --with-hm)")
+    parser.add_argument("--preset", default=None, help="x265 preset (not for --codec hm)")
 
 
 def parse_window(text: str) -> tuple[float, float]:

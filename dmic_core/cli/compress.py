@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dmic_core.cli.common import print_json
-from dmic_core.defaults import BIT_DEPTHS
+from dmic_core.cli.common import add_task_coding_arguments, print_json
 from dmic_core.evaluation import Case, make_reference
 from dmic_core.io import load_label, load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
@@ -28,10 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--segmenter", default="builtin", help="builtin, gt (needs --label) or a TorchScript .pt")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--slices", default=None, metavar="A:B")
-    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
-    parser.add_argument("--codec", default=TASK_CODING.codec, choices=["x265", "hm"],
-                        help="HEVC engine (default x265; hm needs scripts/setup.sh --with-hm)")
-    parser.add_argument("--preset", default=None, help="x265 preset (not for --codec hm)")
+    add_task_coding_arguments(parser)
     parser.set_defaults(func=run)
 
 

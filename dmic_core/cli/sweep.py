@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dmic_core.cli.common import print_json
-from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID
+from dmic_core.cli.common import add_task_coding_arguments, print_json
+from dmic_core.defaults import LAMBDA_GRID, QP_GRID
 from dmic_core.io import load_volume
 from dmic_core.pipeline import TASK_CODING, CodingSetup
 from dmic_core.evaluation.bd import bd_table
@@ -31,10 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--segmenter", default="builtin")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
-    parser.add_argument("--bit-depth", type=int, default=TASK_CODING.bit_depth, choices=BIT_DEPTHS)
-    parser.add_argument("--codec", default=TASK_CODING.codec, choices=["x265", "hm"],
-                        help="HEVC engine (default x265; hm needs scripts/setup.sh --with-hm)")
-    parser.add_argument("--preset", default=None, help="x265 preset (not for --codec hm)")
+    add_task_coding_arguments(parser)
     parser.set_defaults(func=run)
 
 

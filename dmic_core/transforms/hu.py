@@ -121,38 +121,46 @@ def crop_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return frames[:, :h, :w]
 
 
-class ToSamplesd:
-    """Dict transform (MONAI style): map HU arrays under ``keys`` to codec samples."""
+class _ArrayDictTransform:
+    """Dict transform (MONAI style): apply :meth:`apply` to the arrays under ``keys``."""
+
+    def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping) -> None:
+        self.keys = tuple(keys)
+        self.mapping = mapping
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.keys:
+            d[key] = self.apply(d[key])
+        return d
+
+
+class ToSamplesd(_ArrayDictTransform):
+    """Map HU arrays under ``keys`` to codec samples, padded to multiples of ``pad_multiple``."""
 
     def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping,
                  pad_multiple: int | None = 8) -> None:
-        self.keys = tuple(keys)
-        self.mapping = mapping
+        super().__init__(keys, mapping)
         self.pad_multiple = pad_multiple
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.keys:
-            samples = self.mapping.to_samples(d[key])
-            d[key] = samples if self.pad_multiple is None else pad_frames(samples, self.pad_multiple)
-        return d
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        samples = self.mapping.to_samples(array)
+        return samples if self.pad_multiple is None else pad_frames(samples, self.pad_multiple)
 
 
-class ToHUd:
-    """Dict transform: decoded samples under ``keys`` back to HU, cropped to ``size``."""
+class ToHUd(_ArrayDictTransform):
+    """Decoded samples under ``keys`` back to HU, cropped to ``size``."""
 
     def __init__(self, keys: Sequence[Hashable], mapping: SampleMapping,
                  size: tuple[int, int] | None = None) -> None:
-        self.keys = tuple(keys)
-        self.mapping = mapping
+        super().__init__(keys, mapping)
         self.size = size
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.keys:
-            samples = d[key] if self.size is None else crop_frames(d[key], self.size)
-            d[key] = self.mapping.to_hu(samples)
-        return d
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        return self.mapping.to_hu(array if self.size is None else crop_frames(array, self.size))
 
 
 __all__ = ["BIT_DEPTHS", "CCTA_WINDOW", "FULL_WINDOW", "SampleMapping", "ToHUd", "ToSamplesd",
