@@ -38,10 +38,14 @@ EVALUATION_LAMBDAS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50
 #: The smallest shared fraction of two curves' joint mIoU range for the protocol to report a BD;
 #: below it the BD is "n/a" with the overlap stated, never extrapolated.
 MIN_BD_OVERLAP = 0.3
-#: What the Compress page preselects from the grids: a three-point HEVC curve and two DMIC points
-#: finish in about a minute on two cores, a first answer before a full sweep.
-APP_QPS: tuple[int, ...] = QP_GRID[2::2]
-APP_LAMBDAS: tuple[float, ...] = (1.0, 10.0)
+#: What the Compress page preselects from the grids: four HEVC base QPs and four DMIC lambdas, the
+#: fewest points per curve a BD number needs (:data:`dmic_core.metrics.bd.MIN_POINTS`), so the
+#: default job always can give BD-rate. With :data:`APP_QUICK_SLICES` (the page's quick-run slab) it
+#: finishes in a few minutes on two cores.
+APP_QPS: tuple[int, ...] = (22, 27, 32, 37)
+APP_LAMBDAS: tuple[float, ...] = (0.0, 1.0, 10.0, 100.0)
+#: Slices of the Compress page's "quick run" slab: the middle frames of the volume.
+APP_QUICK_SLICES: int = 16
 #: What the Fine-tune page's "Compare on current volume" runs for a tuned checkpoint against HEVC:
 #: the grid without its two finest QPs (where mIoU has long saturated) and four lambdas spanning
 #: the range, nine encodes: a check of the checkpoint, not a full sweep.
@@ -116,7 +120,7 @@ def repo_relative(path: str | Path) -> str:
     return str(path)
 
 
-__all__ = ["APP_LAMBDAS", "APP_QPS", "BIT_DEPTHS", "CCTA_WINDOW", "COMPARISON_LAMBDAS", "COMPARISON_QPS", "DEFAULT_AGENTS", "FEATURE_CCTA_WINDOW",
+__all__ = ["APP_LAMBDAS", "APP_QPS", "APP_QUICK_SLICES", "BIT_DEPTHS", "CCTA_WINDOW", "COMPARISON_LAMBDAS", "COMPARISON_QPS", "DEFAULT_AGENTS", "FEATURE_CCTA_WINDOW",
            "EVALUATION_LAMBDAS", "EVALUATION_QPS", "EVALUATION_QP_IS", "FULL_WINDOW", "LAMBDA_GRID",
            "MIN_BD_OVERLAP", "PRETRAINED_AGENTS", "PSNR_PEAK_HU", "QP_GRID", "REPO_ROOT",
            "SHARED_DATA_ENV", "default_window", "repo_relative", "shared_data_dir"]

@@ -26,7 +26,8 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "bone": (500.0, 2000.0),
 }
 
-MASK_RGB = np.array([255, 40, 40], dtype=np.float32)
+#: Vessel-mask colour: green, apart from the blue-white-red CTU QP tint and its yellow grid.
+MASK_RGB = np.array([40, 220, 90], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def render_slice(hu: np.ndarray, plane: str, index: int, window: Window, *,
     Args:
         hu: canonical ``(Z, Y, X)`` HU array.
         spacing: ``(z, y, x)`` voxel size in mm (coronal/sagittal rows are stretched by it).
-        mask: vessel mask on the same grid, blended in red.
+        mask: vessel mask on the same grid, blended in green (:data:`MASK_RGB`).
         ctu_map: per-CTU values ``(Z, rows, cols)`` (QP offsets, or QPs minus a centre), blended
             with a blue-white-red scale saturating at ``+-ctu_limit``; ``grid`` draws CTU borders.
     """
@@ -217,3 +218,91 @@ def qp_offset_map(qp_map: np.ndarray, frame_qps: Sequence[float] | None) -> np.n
     else:
         base = np.median(qp_map.reshape(qp_map.shape[0], -1), axis=1)[:, None, None]
     return qp_map - base
+
+
+# --- orientation, positions and plotly views with colour bars and a cursor readout ------------------
+
+#: Edge letters (top, bottom, left, right) of each display plane, radiological convention of the
+#: canonical LPS frames: axial anterior up and the patient's right on the left; coronal and sagittal
+#: superior up.
+ORIENTATION = {"axial": ("A", "P", "R", "L"), "coronal": ("S", "I", "R", "L"), "sagittal": ("S", "I", "A", "P")}
+
+
+def orientation_letters(plane: str) -> dict[str, str]:
+    """``{"top", "bottom", "left", "right"}`` letters of a display plane."""
+    top, bottom, left, right = ORIENTATION[_check_plane(plane)]
+    return {"top": top, "bottom": bottom, "left": left, "right": right}
+
+
+def display_spacing(plane: str, spacing: tuple[float, float, float]) -> tuple[float, float]:
+    """(row mm, column mm) of a display slice of ``plane``."""
+    z, y, x = spacing
+    return {"axial": (y, x), "coronal": (z, x), "sagittal": (z, y)}[_check_plane(plane)]
+
+
+def slice_position_mm(plane: str, index: int, spacing: tuple[float, float, float]) -> float:
+    """Distance in mm of slice ``index`` (0-based) from the volume's first slice of that plane."""
+    axis = PLANES.index(_check_plane(plane))
+    return float(index) * float(spacing[axis])
+
+
+def difference_limit(original: np.ndarray, decoded: np.ndarray, percentile: float = 99.0) -> float:
+    """A difference-map scale suited to the image's coding noise: the ``percentile`` of |decoded -
+    original| inside the body (original above -500 HU), rounded up to 5 HU, within 5..400 HU."""
+    a = np.asarray(original)
+    b = np.asarray(decoded)
+    step = max(1, a.shape[0] // 16)
+    a, b = a[::step], b[::step]
+    body = a > -500
+    diff = np.abs(b.astype(np.float32) - a.astype(np.float32))[body] if body.any() else np.zeros(1)
+    value = float(np.percentile(diff, percentile)) if diff.size else 5.0
+    return float(np.clip(5.0 * np.ceil(value / 5.0), 5.0, 400.0))
+
+
+def heatmap_figure(values: np.ndarray, plane: str, spacing: tuple[float, float, float], *, zmin: float,
+                   zmax: float, colorscale: Any = "gray", colorbar: str | None = None, unit: str = "HU",
+                   title: str = "", max_pixels: int = 320, height: int = 380) -> Any:
+    """A display slice (``take_slice`` orientation) as a plotly heatmap: axes in mm from the slice's
+    corner at the true aspect, orientation letters on the four edges, a hover readout of the value
+    (``unit``) and the position in mm, and a colour bar titled ``colorbar`` (none when None).
+
+    Large slices are subsampled to at most ``max_pixels`` per side (the readout then reads the
+    sampled voxel)."""
+    import plotly.graph_objects as go
+
+    values = np.asarray(values, dtype=np.float32)
+    row_mm, col_mm = display_spacing(plane, spacing)
+    step = max(1, int(np.ceil(max(values.shape) / max_pixels)))
+    shown = values[::step, ::step]
+    ys = np.arange(shown.shape[0]) * step * row_mm
+    xs = np.arange(shown.shape[1]) * step * col_mm
+    fig = go.Figure(go.Heatmap(
+        z=shown, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale=colorscale, showscale=colorbar is not None,
+        colorbar=dict(title=dict(text=colorbar or "", side="right"), thickness=12, len=0.9) if colorbar else None,
+        hovertemplate=f"%{{z:.0f}} {unit}<br>x %{{x:.1f}} mm, y %{{y:.1f}} mm<extra></extra>"))
+    letters = orientation_letters(plane)
+    for key, (x, y, xa, ya) in {"top": (0.5, 1.0, "center", "bottom"), "bottom": (0.5, 0.0, "center", "top"),
+                                "left": (0.0, 0.5, "right", "middle"), "right": (1.0, 0.5, "left", "middle")}.items():
+        fig.add_annotation(text=f"<b>{letters[key]}</b>", x=x, y=y, xref="x domain", yref="y domain",
+                           xanchor=xa, yanchor=ya, showarrow=False, font=dict(size=14, color="#d4a017"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1.0, showgrid=False, title_text="mm",
+                     zeroline=False)
+    fig.update_xaxes(showgrid=False, title_text="mm", zeroline=False)
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=height, margin=dict(l=40, r=10, t=40, b=30),
+                      template="plotly_white")
+    return fig
+
+
+def ctu_offsets_slice(offsets: np.ndarray, shape: tuple[int, int, int], plane: str, index: int) -> np.ndarray:
+    """The per-CTU QP offsets spread over one display slice (:func:`ctu_values`), as floats."""
+    return ctu_values(np.asarray(offsets, dtype=np.float32), shape, plane, index)
+
+
+def window_colorscale() -> list[list[Any]]:
+    return [[0.0, "rgb(0,0,0)"], [1.0, "rgb(255,255,255)"]]
+
+
+#: Colour scale of HU differences (blue negative, white 0, red positive) and of QP offsets (purple
+#: finer, white 0, orange coarser) -- distinct from each other and from the vessel mask's green.
+DIFF_COLORSCALE = [[0.0, "rgb(30,70,200)"], [0.5, "rgb(255,255,255)"], [1.0, "rgb(200,30,30)"]]
+DQP_COLORSCALE = [[0.0, "rgb(94,60,153)"], [0.5, "rgb(247,247,247)"], [1.0, "rgb(230,97,1)"]]

@@ -35,7 +35,8 @@ def test_compress_job_queues_one_task_per_point_and_starts_the_runner(tmp_path, 
     assert [t["params"].get("options") for t in tasks] == [None, None, dmic_only, dmic_only]
     assert tasks[0]["out_dir"] == str(tmp_path / "ws1" / "jobs" / job_id / "hevc_22")
     job = store.jobs(owner="ws1")[0]
-    assert job["title"] == "hevc, dmic on case 1" and job["params"]["methods"] == ["hevc", "dmic"]
+    assert job["title"] == "hevc vs dmic · 4 points · x265 · all slices · case 1"
+    assert job["params"]["methods"] == ["hevc", "dmic"] and job["params"]["slices"] is None
     assert runner_calls == [(str(tmp_path / "_jobs"), app_actions.RUNNER_IDLE_EXIT_S)]
 
 
@@ -66,3 +67,63 @@ def test_finetune_run_generates_phantoms_first(tmp_path, monkeypatch):
 
     app_actions.start_finetune_run(tmp_path, {"kind": "folder", "path": "/data/cas"}, "full", 1, 5, val_volumes=1)
     assert started["before"] == [] and started["cfg"].data == "/data/cas" and started["cfg"].val_volumes == 1
+
+
+def test_compress_job_on_a_slab_names_it_and_passes_it_to_every_task(tmp_path, runner_calls):
+    store = JobStore(tmp_path / "_jobs")
+    setup = {"codec": "x265", "bit_depth": 12}
+    slab = app_actions.resolve_slab("quick", 164)
+    assert slab == (74, 90)
+    job_id, _ = app_actions.start_compress_job(store, "ws1", tmp_path / "ws1", CURRENT, ["hevc"], [22, 27], [],
+                                               setup, "builtin", slices=slab, n_frames=164)
+    assert {tuple(t["params"]["slices"]) for t in store.tasks(job_id)} == {(74, 90)}
+    assert "slices 75-90 of 164" in store.jobs(owner="ws1")[0]["title"]
+
+
+def test_resolve_slab_reads_one_based_ranges_and_refuses_bad_ones():
+    from dmic_core.errors import DmicInputError
+
+    assert app_actions.resolve_slab("all", 164) is None
+    assert app_actions.resolve_slab("quick", 12) is None  # shorter than the quick slab: everything
+    assert app_actions.resolve_slab("custom", 164, "60-75") == (59, 75)
+    for bad in ("75-60", "0-10", "1-165", "sixty"):
+        with pytest.raises(DmicInputError):
+            app_actions.resolve_slab("custom", 164, bad)
+
+
+def test_public_error_names_the_users_file_and_leaks_no_path():
+    from dmic_core.errors import DmicInputError
+
+    stored = "/home/someone/.dmic/workspaces/0123abcd/uploads/feedbeef/image.nii.gz"
+    exc = DmicInputError(f"not a readable NIfTI image (File {stored} is not a gzip file)", stored)
+    text = app_actions.public_error(exc, "volume", stored, "notes.nii.gz")
+    assert text == "notes.nii.gz: not a readable NIfTI image (File notes.nii.gz is not a gzip file)"
+    other = app_actions.public_error(OSError("cannot open /srv/dmic/ws/x/recon.nii.gz"), "job outputs")
+    assert "/srv" not in other and other.endswith("recon.nii.gz")
+
+
+def test_task_lines_say_what_a_task_is_doing():
+    running = {"method": "hevc", "setting": 27.0, "status": "running", "progress_done": 164, "progress_total": 164,
+               "attempts": 1}
+    text, frac = app_actions.task_status_text(running)
+    assert "segmenting" in text and "164/164" not in text and frac == 1.0
+    text, frac = app_actions.task_status_text({**running, "progress_done": 10})
+    assert text == "HEVC QP 27: coding frame 10/164" and abs(frac - 10 / 164) < 1e-9
+    done = {"method": "dmic", "setting": 10.0, "status": "done", "summary": {"bpp": 0.1, "vessel_iou": 0.8,
+                                                                           "dice": 0.9, "miou": 0.9, "psnr_hu": 50}}
+    assert app_actions.task_status_text(done)[0].startswith("DMIC λ 10: **done**")
+
+
+def test_each_tab_keeps_its_own_current_volume(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    a.write_bytes(b"x")
+    b.write_bytes(b"y")
+    id_a = app_actions.save_current(ws, {"image": str(a), "label": None, "name": "a"})
+    id_b = app_actions.save_current(ws, {"image": str(b), "label": None, "name": "b"})  # another tab, later
+    assert id_a != id_b
+    assert app_actions.read_current(ws, id_a)[0]["name"] == "a"  # the first tab's reload: still its volume
+    assert app_actions.read_current(ws, None)[0]["name"] == "b"  # a new tab: the volume loaded last
+    assert app_actions.read_current(ws, "../../etc")[0]["name"] == "b"  # not an id: ignored
+    assert app_actions.read_current(tmp_path / "other", id_a) == (None, None)  # another workspace sees nothing

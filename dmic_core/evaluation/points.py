@@ -61,7 +61,10 @@ class PointResult:
     def record(self, case: "Case") -> dict[str, Any]:
         """``result.json``: the row, the frame QPs, the method's and the scorer's details, and QP_I."""
         payload = {**self.row(), "paper_frame_qps": self.paper_frame_qps, **self.extra,
-                   "reference": case.reference.kind, "segmenter": case.segmenter.name}
+                   "reference": case.reference.kind, "segmenter": case.segmenter.name,
+                   # the segmentation of the original against the reference: the ceiling of every
+                   # point, and the test that label and model describe the same structure
+                   "original_scores": dict(case.reference.original_scores)}
         if self.qp_map is not None:
             payload["qp_i"] = int(self.qp_map[0].min()) if self.paper_frame_qps is None else self.paper_frame_qps[0]
         return payload
