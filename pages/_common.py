@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
 import time
@@ -28,12 +27,11 @@ import pandas as pd
 import streamlit as st
 
 from dmic_core.app_actions import start_app_runner
-from dmic_core.errors import DmicInputError
 from dmic_core.io import load_label, load_volume  # imported with the page, not on the first upload
 from dmic_core.jobs import JobStore, default_workers, runner_alive
 
 _WS_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-IMAGE_TYPES = ["nii", "gz", "zip", "nrrd", "mha"]
+IMAGE_TYPES = ["nii", "gz", "zip", "nrrd", "mha", "dcm"]  # .dcm: one DICOM file (a single slice)
 
 
 # --- workspace and session state -----------------------------------------------------------
@@ -47,14 +45,19 @@ def jobs_dir() -> Path:
 
 
 def init_state() -> dict[str, Any]:
-    """The session's state, created once: workspace id (also in the URL) and current volume."""
+    """The session's state, created once: workspace id (``?ws=``) and this tab's current volume
+    (``?vol=``, :func:`dmic_core.app_actions.read_current`), both kept in the URL so a reload finds them."""
+    from dmic_core.app_actions import read_current
+
     ss = st.session_state
     if "ws_id" not in ss:
         wanted = st.query_params.get("ws", "")
         ss.ws_id = wanted if _WS_PATTERN.match(wanted or "") else uuid.uuid4().hex
-        ss.current = _read_current(workspace_root() / ss.ws_id)
+        ss.current, ss.vol_id = read_current(workspace_root() / ss.ws_id, st.query_params.get("vol"))
     if st.query_params.get("ws") != ss.ws_id:
         st.query_params["ws"] = ss.ws_id
+    if ss.get("vol_id") and st.query_params.get("vol") != ss.vol_id:
+        st.query_params["vol"] = ss.vol_id
     workspace().mkdir(parents=True, exist_ok=True)
     return {"ws_id": ss.ws_id, "current": ss.current}
 
@@ -63,21 +66,14 @@ def workspace() -> Path:
     return workspace_root() / st.session_state.ws_id
 
 
-def _read_current(ws: Path) -> dict[str, Any] | None:
-    try:
-        current = json.loads((ws / "current.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return current if Path(current.get("image", "")).is_file() else None
-
-
 def set_current(image: Path, label: Path | None, name: str, label_name: str | None = None) -> None:
-    """Make a volume the session's current one (kept in the workspace across reloads)."""
+    """Make a volume this tab's current one (kept in the workspace and the tab's URL across reloads)."""
+    from dmic_core.app_actions import save_current
+
     current = {"image": str(image), "label": None if label is None else str(label), "name": name,
                "label_name": label_name}
-    tmp = workspace() / "current.json.tmp"
-    tmp.write_text(json.dumps(current))
-    tmp.replace(workspace() / "current.json")
+    st.session_state.vol_id = save_current(workspace(), current)
+    st.query_params["vol"] = st.session_state.vol_id
     st.session_state.current = current
 
 
@@ -97,7 +93,7 @@ def require_volume() -> dict[str, Any]:
 def save_upload(data: bytes, original_name: str, stem: str) -> Path:
     """Store uploaded bytes under a neutral name (``<stem><suffix>``) in a content-addressed folder."""
     lower = original_name.lower()
-    suffix = next((s for s in (".nii.gz", ".nii", ".zip", ".nrrd", ".mha") if lower.endswith(s)),
+    suffix = next((s for s in (".nii.gz", ".nii", ".zip", ".nrrd", ".mha", ".dcm") if lower.endswith(s)),
                   Path(lower).suffix or ".bin")
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = workspace() / "uploads" / digest
@@ -155,7 +151,7 @@ def segmenter_probe() -> dict[str, str | None]:
         out["builtin"] = None
     except Exception as exc:  # noqa: BLE001 - any reason makes it unavailable
         out["builtin"] = " ".join(str(exc).split())[:160]
-    out["gt"] = None
+    out["gt"] = None  # the label scoring itself: a rate-only check, explained where it is offered
     return out
 
 
@@ -229,16 +225,10 @@ def my_jobs() -> list[dict[str, Any]]:
 
 
 def job_points(job_id: str) -> pd.DataFrame:
-    """The finished points of a job as the sweep's points table (one row per done task)."""
-    rows = []
-    for t in store().tasks(job_id, status="done"):
-        s = t["summary"] or {}
-        rows.append({"method": t["method"], "setting": t["setting"], "bits": s.get("bits"), "bpp": s.get("bpp"),
-                     "miou": s.get("miou"), "dice": s.get("dice"), "vessel_iou": s.get("vessel_iou"),
-                     "psnr_hu": s.get("psnr_hu"), "seconds": s.get("seconds"), "task_id": t["id"],
-                     "out_dir": t["out_dir"]})
-    return pd.DataFrame(rows, columns=["method", "setting", "bits", "bpp", "miou", "dice", "vessel_iou", "psnr_hu",
-                                       "seconds", "task_id", "out_dir"])
+    """The finished points of a job (:func:`dmic_core.app_actions.job_points`)."""
+    from dmic_core.app_actions import job_points as _job_points
+
+    return _job_points(store(), job_id)
 
 
 def job_label(job: dict[str, Any]) -> str:
@@ -262,12 +252,13 @@ def pick_job(key: str, need_done: bool = True) -> dict[str, Any]:
     return next(j for j in jobs if j["id"] == chosen)
 
 
-def show_input_error(exc: Exception, what: str = "file") -> None:
-    """One line in the page for a bad input, never a traceback."""
-    if isinstance(exc, DmicInputError):
-        st.error(str(exc))
-    else:
-        st.error(f"Could not read the {what}: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}")
+def show_input_error(exc: Exception, what: str = "file", stored: str | Path | None = None,
+                     name: str | None = None) -> None:
+    """One line in the page for a bad input, never a traceback nor a server path; the file is named
+    as the user named it (:func:`dmic_core.app_actions.public_error`)."""
+    from dmic_core.app_actions import public_error
+
+    st.error(public_error(exc, what, stored, name))
 
 
 def fmt_seconds(seconds: float | None) -> str:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
-from dmic_core.app_actions import start_compress_job
-from dmic_core.defaults import APP_LAMBDAS, APP_QPS, BIT_DEPTHS, LAMBDA_GRID, QP_GRID, default_window
-from pages._common import (codec_probe, fmt_seconds, init_state, method_probe, my_jobs, require_volume,
-                           runner_running, segmenter_probe, start_runner, store, workers, workspace)
+from dmic_core.app_actions import SLAB_CHOICES, resolve_slab, start_compress_job, task_status_text
+from dmic_core.defaults import (APP_LAMBDAS, APP_QPS, APP_QUICK_SLICES, BIT_DEPTHS, LAMBDA_GRID, QP_GRID,
+                                default_window)
+from pages._common import (codec_probe, fmt_seconds, init_state, load_volume_cached, method_probe, my_jobs,
+                           require_volume, runner_running, segmenter_probe, show_input_error, start_runner, store,
+                           workers, workspace)
 
 K = "cmp_"
+SEGMENTER_NAMES = {"builtin": "builtin (coronary U-Net)",
+                   "gt": "gt (label only: no accuracy, rate/HU check)"}
 
 
 def agent_choices() -> dict[str, str]:
@@ -30,6 +35,11 @@ def agent_choices() -> dict[str, str]:
 
 
 def settings(current: dict) -> None:
+    try:
+        n_frames = load_volume_cached(current["image"]).n_frames
+    except Exception as exc:  # noqa: BLE001
+        show_input_error(exc, "volume")
+        return
     methods_ok = method_probe()
     codecs = codec_probe()
     segs = segmenter_probe()
@@ -46,8 +56,12 @@ def settings(current: dict) -> None:
         c3, c4 = st.columns(2)
         qps = c3.multiselect("Base QPs (HEVC, hand-crafted QP_I, rate-control anchors)", list(QP_GRID),
                              default=list(APP_QPS), key=K + "qps")
-        lambdas = c4.multiselect("DMIC λ (rate-accuracy trade-off)", list(LAMBDA_GRID), default=list(APP_LAMBDAS),
-                                 key=K + "lambdas")
+        lambdas = c4.multiselect("DMIC λ (weight of accuracy against bits)", list(LAMBDA_GRID),
+                                 default=list(APP_LAMBDAS), key=K + "lambdas",
+                                 help="DMIC's agents minimise bits + λ × accuracy loss. A higher λ makes "
+                                      "accuracy dearer, so the agents spend more bits: higher λ = higher rate "
+                                      "and better vessels; λ 0 = fewest bits. λ plays the part the base QP "
+                                      "plays for HEVC, in the opposite direction.")
         c5, c6 = st.columns(2)
         bit_depth = c5.selectbox("Bit depth", sorted(BIT_DEPTHS, reverse=True), key=K + "bit_depth",
                                  help="HU window coded: " + "; ".join(
@@ -57,8 +71,20 @@ def settings(current: dict) -> None:
         seg_names = [s for s, r in segs.items() if r is None and (s != "gt" or current.get("label"))]
         if not seg_names:
             st.warning("No segmenter can score this volume: the built-in model is missing and there is no label.")
-        segmenter = c6.selectbox("Segmenter for mIoU", seg_names or ["builtin"], key=K + "segmenter",
-                                 help="builtin: the shipped U-Net; gt: the uploaded label (upper bound)")
+        segmenter = c6.selectbox("Segmenter for vessel accuracy", seg_names or ["builtin"], key=K + "segmenter",
+                                 format_func=SEGMENTER_NAMES.get,
+                                 help="builtin: the shipped coronary U-Net segments each decoded volume; it is "
+                                      "scored against your uploaded label, or without one against its own "
+                                      "segmentation of the original. gt: no model, the uploaded label stands in "
+                                      "for the segmentation, so accuracy is 1.0 at every rate by construction: "
+                                      "a quick rate/HU-error check, not an accuracy.")
+        c7, c8 = st.columns(2)
+        slab_names = {"quick": f"quick run: the middle {APP_QUICK_SLICES} slices", "all": f"all {n_frames} slices",
+                      "custom": "custom range"}
+        slab = c7.selectbox("Slices", list(SLAB_CHOICES), format_func=slab_names.get, key=K + "slab",
+                            help="Code a slab of axial slices instead of the whole volume (the CLI's --slices)")
+        custom = c8.text_input("Custom range (first-last, as the viewer numbers slices)", value="",
+                               placeholder=f"e.g. 1-{min(n_frames, 32)}", key=K + "slab_range")
         choices = agent_choices()
         agents_label = st.selectbox("DMIC agents", list(choices) or ["(none)"], key=K + "agents",
                                     help="which trained agents choose the QPs; results of each in "
@@ -74,9 +100,15 @@ def settings(current: dict) -> None:
     if not methods or (not qps and any(m != "dmic" for m in methods)) or ("dmic" in methods and not lambdas):
         st.error("Choose at least one method and its rate points.")
         return
+    try:
+        slices = resolve_slab(slab, n_frames, custom)
+    except Exception as exc:  # noqa: BLE001 - a bad range is one line in the page
+        show_input_error(exc, "slice range")
+        return
     setup = {"codec": codec, "bit_depth": int(bit_depth), "window": list(default_window(int(bit_depth)))}
     job_id, n_tasks = start_compress_job(store(), st.session_state.ws_id, workspace(), current, methods, qps,
-                                         lambdas, setup, segmenter, choices.get(agents_label))
+                                         lambdas, setup, segmenter, choices.get(agents_label), slices=slices,
+                                         n_frames=n_frames)
     st.session_state.last_job = job_id
     st.toast(f"Job started: {n_tasks} rate points")
 
@@ -85,32 +117,27 @@ def job_card(job: dict) -> None:
     progress = store().job_progress(job["id"], workers=workers())
     counts = progress["counts"]
     active = counts["queued"] + counts["running"] > 0
+    total = progress["total"] or 1
     with st.expander(f"{job['title']} — {progress['status']}", expanded=active):
-        st.progress(min(1.0, progress["fraction"]),
-                    text=f"{counts['done']}/{progress['total']} done · {counts['running']} running · "
-                         f"{counts['queued']} queued · {counts['failed']} failed · {counts['cancelled']} cancelled"
-                         + (f" · ETA {fmt_seconds(progress['eta_seconds'])}" if active else ""))
+        st.caption(f"Started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job['created_at']))}")
+        # the bar shows finished work: cancelled and failed tasks are not "done"
+        fraction = progress["fraction"] if active else counts["done"] / total
+        parts = [f"{counts['done']}/{progress['total']} done"]
+        parts += [f"{counts[k]} {k}" for k in ("running", "queued", "failed", "cancelled") if counts[k]]
+        st.progress(min(1.0, fraction), text=" · ".join(parts)
+                    + (f" · ETA {fmt_seconds(progress['eta_seconds'])}" if active else ""))
         for task in store().tasks(job["id"]):
-            label = f"{task['method']} {task['setting']:g}"
-            if task["status"] == "running":
-                frac = task["progress_done"] / task["progress_total"] if task["progress_total"] else 0.0
-                st.progress(frac, text=f"{label}: frame {task['progress_done']}/{task['progress_total'] or '?'}"
-                                        f" (attempt {task['attempts']})")
+            text, frac = task_status_text(task)
+            if frac is not None:
+                st.progress(frac, text=text)
             else:
-                s = task["summary"] or {}
-                extra = ""
-                if task["status"] == "done" and s:
-                    extra = f" — {s.get('bpp', 0):.4f} bpp, mIoU {s.get('miou', float('nan')):.4f}, " \
-                            f"PSNR {s.get('psnr_hu', float('nan')):.2f} dB"
-                elif task["error"]:
-                    extra = f" — {task['error']}"
-                st.caption(f"{label}: **{task['status']}**{extra}")
+                st.caption(text)
         b1, b2, b3 = st.columns(3)
         if active and b1.button("Cancel", key=f"{K}cancel_{job['id']}", icon=":material/cancel:"):
             store().cancel_job(job["id"])
             st.rerun()
-        if not active and (counts["failed"] or counts["cancelled"]) and b2.button(
-                "Retry failed", key=f"{K}retry_{job['id']}"):
+        redo = " and ".join(k for k in ("failed", "cancelled") if counts[k])
+        if not active and redo and b2.button(f"Run {redo} points again", key=f"{K}retry_{job['id']}"):
             store().retry_failed(job["id"])
             start_runner()
             st.rerun()

@@ -1,12 +1,16 @@
-"""Curves: rate vs mIoU and vs PSNR for every method of a job, the BD table, exports."""
+"""Curves: rate vs vessel accuracy (and mIoU, PSNR, HU error) for every method of a job, the BD
+table, exports."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from dmic_core.app_actions import job_warnings
 from pages._common import init_state, job_points, pick_job
 
 K = "cur_"
+TABS = {"vessel_iou": "Vessel IoU", "dice": "Vessel Dice", "miou": "mIoU", "psnr_hu": "PSNR",
+        "hu_err_mean": "HU error in vessels"}
 
 
 def page() -> None:
@@ -14,35 +18,39 @@ def page() -> None:
     st.title("Curves")
     job = pick_job(K + "job")
     points = job_points(job["id"])
-    from dmic_core.plotting import rate_curves_figure
     from dmic_core.evaluation.bd import bd_table
+    from dmic_core.evaluation.explain import bd_explanation
+    from dmic_core.plotting import display_bd_table, display_points, rate_curves_figure
 
-    tabs = st.tabs(["bpp vs mIoU", "bpp vs PSNR"])
+    for warning in job_warnings(points, job["params"].get("segmenter")):
+        st.warning(warning, icon=":material/warning:")
+    st.caption("Headline: vessel IoU and Dice of the segmenter on each decoded volume against the reference "
+               "(mIoU averages in the background, which is nearly always right, so it moves little). "
+               "Up and to the left is better: more accurate vessels for fewer bits.")
+    tabs = st.tabs(list(TABS.values()))
     figures = {}
-    for tab, metric in zip(tabs, ("miou", "psnr_hu")):
+    for tab, metric in zip(tabs, TABS):
         with tab:
             fig = rate_curves_figure(points, y=metric, title=f"{job['params'].get('name', '')}")
             figures[metric] = fig
             st.plotly_chart(fig, key=f"{K}fig_{metric}", width="stretch")
     st.subheader("BD-rate and BD-mIoU against constant-QP HEVC")
-    if (points["method"] == "hevc").sum() >= 2 and points["method"].nunique() > 1:
-        try:
-            table = bd_table(points)
-            st.dataframe(table, hide_index=True, key=K + "bd")
-        except Exception as exc:  # noqa: BLE001 - e.g. too few points for a fit
-            st.warning(f"BD table unavailable: {' '.join(str(exc).split())[:200]}")
+    reason = bd_explanation(points, quality="miou")
+    if reason is None:
+        table = bd_table(points)
+        st.dataframe(display_bd_table(table), hide_index=True, key=K + "bd")
     else:
-        st.info("BD numbers need at least two HEVC points and one other method.")
+        st.info(reason, icon=":material/info:")
     st.subheader("Points")
-    shown = points.drop(columns=["out_dir", "task_id"])
+    shown = display_points(points)
     st.dataframe(shown, hide_index=True, key=K + "points")
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Figure (HTML, mIoU)", lambda: figures["miou"].to_html(include_plotlyjs=True),
-                       file_name="dmic_curves_miou.html", mime="text/html", key=K + "html_miou")
-    c2.download_button("Figure (HTML, PSNR)", lambda: figures["psnr_hu"].to_html(include_plotlyjs=True),
-                       file_name="dmic_curves_psnr.html", mime="text/html", key=K + "html_psnr")
+    c1.download_button("Figure (HTML, vessel IoU)", figures["vessel_iou"].to_html(include_plotlyjs=True),
+                       file_name="dmic_curves_vessel_iou.html", mime="text/html", key=K + "html_vessel", on_click="ignore")
+    c2.download_button("Figure (HTML, PSNR)", figures["psnr_hu"].to_html(include_plotlyjs=True),
+                       file_name="dmic_curves_psnr.html", mime="text/html", key=K + "html_psnr", on_click="ignore")
     c3.download_button("Points (CSV)", shown.to_csv(index=False), file_name="dmic_points.csv", mime="text/csv",
-                       key=K + "csv")
+                       key=K + "csv", on_click="ignore")
 
 
 page()

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import streamlit as st
 
-from dmic_core.render import PLANES, WINDOW_PRESETS, Window, plane_length, render_slice, volume_facts
+from dmic_core.render import (PLANES, WINDOW_PRESETS, Window, heatmap_figure, orientation_letters, plane_length,
+                              render_slice, slice_position_mm, take_slice, volume_facts)
 from pages._common import (IMAGE_TYPES, _label, _model_mask, _mtime, _volume, init_state, load_label_cached,
                            load_volume_cached, mark_model_mask, model_mask, model_mask_ready, save_upload,
                            segmenter_probe, set_current, show_input_error)
@@ -58,7 +59,7 @@ def rendered(image: str, mtime: float, plane: str, index: int, level: float, wid
 def upload_section() -> None:
     with st.form(K + "form", clear_on_submit=False, border=True):
         c1, c2 = st.columns(2)
-        image = c1.file_uploader("CT volume (NIfTI, DICOM series as .zip, NRRD, MHA)", type=IMAGE_TYPES,
+        image = c1.file_uploader("CT volume (NIfTI, DICOM series as .zip or one .dcm file, NRRD, MHA)", type=IMAGE_TYPES,
                                  key=K + "image")
         label = c2.file_uploader("Vessel label (optional, same grid)", type=IMAGE_TYPES, key=K + "label")
         submitted = st.form_submit_button("Load", type="primary")
@@ -68,11 +69,12 @@ def upload_section() -> None:
         st.error("Choose a CT volume file first.")
         return
     started = time.perf_counter()
+    image_path = None
     try:
         image_path = save_upload(image.getvalue(), image.name, "image")
         load_volume_cached(image_path)
     except Exception as exc:  # noqa: BLE001 - bad uploads are shown, never raised
-        show_input_error(exc, "volume")
+        show_input_error(exc, "volume", image_path, image.name)
         return
     label_path = None
     if label is not None:
@@ -80,7 +82,7 @@ def upload_section() -> None:
             label_path = save_upload(label.getvalue(), label.name, "label")
             load_label_cached(label_path, image_path)
         except Exception as exc:  # noqa: BLE001
-            show_input_error(exc, "label")
+            show_input_error(exc, "label", label_path, label.name)
             return
     set_current(image_path, label_path, image.name, None if label is None else label.name)
     st.session_state[K + "loaded_in"] = time.perf_counter() - started
@@ -145,7 +147,7 @@ def viewer(current: dict) -> None:
             if kind != "off":
                 ctu_alpha = g4.slider("Map opacity", 0.0, 1.0, 0.35, 0.05, key=K + "ctu_alpha")
                 ctu_key = (kind, float(a), float(b))
-                st.caption("CTU colours: blue = finer quantisation (negative ΔQP), red = coarser; "
+                st.caption("Vessel mask: green. CTU colours: blue = finer quantisation (negative ΔQP), red = coarser; "
                            "yellow lines are 64×64 CTU borders.")
     with facts:
         rows = volume_facts(volume.hu, volume.spacing)
@@ -159,17 +161,30 @@ def viewer(current: dict) -> None:
     @st.fragment
     def views() -> None:
         cols = st.columns(3)
+        indices = {}
         for col, plane in zip(cols, PLANES):
             n = plane_length(volume.shape, plane)
             with col:
-                index = st.slider(plane.capitalize(), 0, n - 1, n // 2, key=f"{K}{plane}_idx")
+                # 1-based like the caption and the Compress page's slice ranges
+                number = st.slider(f"{plane.capitalize()} slice", 1, n, n // 2 + 1, key=f"{K}{plane}_idx")
+                index = indices[plane] = number - 1
                 try:
                     rgb = rendered(image, mtime, plane, index, float(level), float(width), mask_src,
                                    float(mask_alpha), ctu_key, float(ctu_alpha))
                 except Exception as exc:  # noqa: BLE001 - e.g. a map that cannot be built
                     show_input_error(exc, "overlay")
                     rgb = rendered(image, mtime, plane, index, float(level), float(width), "none", 0.0, None, 0.0)
-                st.image(rgb, caption=f"{plane} {index + 1}/{n}", width="stretch", clamp=True)
+                letters = orientation_letters(plane)
+                st.image(rgb, caption=f"{plane} {number}/{n} · {slice_position_mm(plane, index, volume.spacing):.1f} mm"
+                                      f" · top {letters['top']}, bottom {letters['bottom']}, left {letters['left']}, "
+                                      f"right {letters['right']}", width="stretch", clamp=True)
+        readout = st.selectbox("HU and mm under the cursor (interactive view)", ["off", *PLANES], key=K + "readout",
+                               help="Shows the chosen plane as an interactive image: hover for HU and position")
+        if readout != "off":
+            fig = heatmap_figure(take_slice(volume.hu, readout, indices[readout]), readout, volume.spacing,
+                                 zmin=float(level) - float(width) / 2, zmax=float(level) + float(width) / 2,
+                                 colorbar="HU", title=f"{readout} slice {indices[readout] + 1}", height=520)
+            st.plotly_chart(fig, key=K + "readout_fig", width="stretch")
 
     views()
 

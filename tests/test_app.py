@@ -103,6 +103,9 @@ def test_upload_page_views_and_overlays(workspace, monkeypatch):
     assert not at.exception and not _errors(at)
     at.slider(key="up_coronal_idx").set_value(10).run()
     assert not at.exception
+    assert at.get("image")[0].proto.imgs[0].caption.startswith("axial 2/10 · 1.0 mm · top A, bottom P, left R")
+    at.selectbox(key="up_readout").select("axial").run()  # hover readout of HU and mm
+    assert not at.exception and len(at.get("plotly_chart")) == 1
 
 
 def test_upload_bad_file_shows_one_line_error(workspace, monkeypatch, tmp_path):
@@ -126,6 +129,8 @@ def test_compress_page_lists_jobs_and_starts_one(workspace, monkeypatch):
     assert any("hevc, ratecontrol on tiny" in e.label for e in at.expander)
     at.multiselect(key="cmp_methods").set_value(["hevc"])
     at.multiselect(key="cmp_qps").set_value([42])
+    assert at.selectbox(key="cmp_segmenter").options[0].startswith("builtin")
+    assert "no accuracy" in at.selectbox(key="cmp_segmenter").options[1]  # gt: explained, not offered as a score
     at.selectbox(key="cmp_segmenter").set_value("gt")
     at.button[0].click().run()  # form submit
     assert not at.exception, at.exception
@@ -146,7 +151,6 @@ def test_compress_page_runs_dmic_with_the_chosen_shipped_agents(workspace, monke
     assert labels[0].startswith("agents_dmic.pt") and any(o.startswith("agents_extended.pt") for o in labels)
     at.multiselect(key="cmp_methods").set_value(["dmic"])
     at.multiselect(key="cmp_lambdas").set_value([10.0])
-    at.selectbox(key="cmp_segmenter").set_value("gt")
     at.selectbox(key="cmp_agents").set_value(next(o for o in labels if o.startswith("agents_extended.pt")))
     at.button[0].click().run()  # form submit
     assert not at.exception, at.exception
@@ -166,8 +170,12 @@ def test_compare_page(workspace, monkeypatch):
     at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     assert not _errors(at)
-    assert len(at.get("image")) == 5
-    at.selectbox(key="cmpr_zoom").select(2).run()
+    # three views, the QP-offset map (rate control sets none: a caption instead) and two difference
+    # maps with colour bars, and the per-slice bits
+    assert len(at.get("plotly_chart")) >= 6
+    table = at.dataframe[0].value
+    assert table.shape[0] == 2 and table["vessel |ΔHU| mean ↓"].iloc[0] != "n/a"
+    at.selectbox(key="cmpr_plane").select("coronal").run()
     at.toggle(key="cmpr_acc").set_value(True).run()
     assert not at.exception and not _errors(at)
 
@@ -176,8 +184,13 @@ def test_curves_page(workspace, monkeypatch):
     at = _app(workspace, monkeypatch)
     at.switch_page("pages/curves.py").run()
     assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 2
-    assert at.dataframe[0].value.shape[0] >= 1  # BD table
+    assert len(at.get("plotly_chart")) == 5  # vessel IoU, Dice, mIoU, PSNR, HU error in vessels
+    assert any("1.0 at every rate by construction" in w.value for w in at.warning)  # the job was scored by gt
+    # two HEVC points: BD is undefined, and the page says why in the one sentence the library gives
+    assert any("at least 4 rate points per curve" in i.value for i in at.info)
+    points = at.dataframe[0].value
+    assert {"Base QP", "Rate (bits/voxel)", "Vessel IoU ↑", "Vessel |ΔHU| mean ↓"} <= set(points.columns)
+    assert points["Vessel |ΔHU| mean ↓"].notna().all()
 
 
 def test_finetune_page(workspace, monkeypatch):
