@@ -315,3 +315,28 @@ def read_current(workspace: Path, vol_id: str | None = None) -> tuple[dict[str, 
         if Path(current.get("image", "")).is_file():
             return current, vid or save_current(workspace, current)
     return None, None
+
+
+def allowed_data_folder(path: str, workspace: Path, roots: Sequence[str | Path] | None = None) -> Path:
+    """The Fine-tune page's "Existing folder": only a folder inside the session's workspace or the
+    server's data roots (``$DMIC_DATA_ROOTS``, ``os.pathsep``-separated; default the shared data folder)
+    -- never any path of the server. Raises :class:`DmicInputError` naming the allowed places."""
+    import os
+
+    from dmic_core.defaults import shared_data_dir
+    from dmic_core.errors import DmicInputError
+
+    if roots is None:
+        env = os.environ.get("DMIC_DATA_ROOTS", "")
+        roots = [r for r in env.split(os.pathsep) if r] or [shared_data_dir()]
+    allowed = [Path(workspace).resolve(), *(Path(r).expanduser().resolve() for r in roots)]
+    target = Path(path).expanduser()
+    if not target.is_absolute():
+        target = allowed[-1] / target  # relative: inside the data root
+    target = target.resolve()
+    if not any(target == a or a in target.parents for a in allowed):
+        raise DmicInputError("only folders under the server's data folder (or uploaded here) can be used; "
+                             "ask the administrator to add yours to DMIC_DATA_ROOTS")
+    if not target.is_dir():
+        raise DmicInputError("no such folder under the server's data folder")
+    return target

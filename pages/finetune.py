@@ -12,8 +12,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dmic_core.app_actions import start_comparison_job, start_finetune_run
-from pages._common import current_volume, fmt_seconds, init_state, segmenter_probe, store, workspace
+from dmic_core.app_actions import allowed_data_folder, start_comparison_job, start_finetune_run
+from pages._common import (current_volume, fmt_seconds, init_state, segmenter_probe, show_input_error, store,
+                           workspace)
 
 K = "ft_"
 
@@ -61,14 +62,21 @@ def data_section() -> dict | None:
             st.error(f"{len(images)} volumes but {len(labels)} labels: upload one label per volume.")
             return None
         if images and len(images) < 2:
-            st.warning("Upload at least 2 labelled volumes (K for training, at least one held out).")
+            st.warning("Upload at least 2 labelled volumes: K (1-5) to tune on and at least one more held out "
+                       "to test the tuned agents.")
             return None
         return {"kind": "upload", "images": images, "labels": labels} if images else None
-    path = st.text_input("Folder in the ImageCAS layout ({id}.img.nii.gz + {id}.label.nii.gz)", key=K + "folder")
-    if path and not Path(path).is_dir():
-        st.error("Not a folder.")
+    path = st.text_input("Folder on the server (ImageCAS layout)", key=K + "folder",
+                         help="{id}.img.nii.gz + {id}.label.nii.gz pairs, in the server's data folder "
+                              "(a relative path is taken inside it)")
+    if not path:
         return None
-    return {"kind": "folder", "path": path} if path else None
+    try:
+        folder = allowed_data_folder(path, workspace())
+    except Exception as exc:  # noqa: BLE001 - one line, no server paths
+        show_input_error(exc, "folder")
+        return None
+    return {"kind": "folder", "path": str(folder)}
 
 
 def start_run(data: dict, strategy: str, shots: int, iterations: int, val_volumes: int = 0) -> None:
@@ -86,8 +94,10 @@ def settings_form() -> None:
 
         c1, c2, c3 = st.columns(3)
         strategy = c1.selectbox("Strategy", STRATEGY_NAMES, index=STRATEGY_NAMES.index(DEFAULT_STRATEGY),
-                                key=K + "strategy", format_func=lambda s: f"{s}: {STRATEGIES[s].summary}")
-        shots = c2.selectbox("Shots K (batch size K)", [1, 3, 5], key=K + "shots")
+                                key=K + "strategy",
+                                help="; ".join(f"{s}: {STRATEGIES[s].summary}" for s in STRATEGY_NAMES))
+        shots = c2.selectbox("Shots K", [1, 3, 5], key=K + "shots",
+                             help="K labelled volumes to tune on (also the batch size); one more is held out")
         iterations = c3.number_input("Iterations", 1, 5000, 1000, step=100, key=K + "iters",
                                      help="paper: 1000 (1-shot: ~10-30 min on 2 cores incl. the surrogate caches)")
         val_volumes = st.number_input(
@@ -140,7 +150,8 @@ def run_card(out: Path, active_ckpt: str | None) -> None:
     status = run_state(out)
     cfg = status.get("config") or {}
     state = status.get("state", "?")
-    title = f"{out.parent.name}: {cfg.get('strategy', '?')}, {cfg.get('shots', '?')}-shot — {state}"
+    what = f"{cfg['strategy']}, {cfg['shots']}-shot" if cfg.get("strategy") else "settings not recorded"
+    title = f"{out.parent.name}: {what} — {state}"
     running = state in ("running", "starting")
     with st.expander(title, expanded=running or str(out) == st.session_state.get(K + "last")):
         done, total = status.get("done") or 0, status.get("total") or 1
@@ -210,8 +221,8 @@ def runs_section() -> None:
 def page() -> None:
     init_state()
     st.title("Fine-tune")
-    st.caption("Few-shot transfer (paper II-B): adapt the pretrained agents to your task with 1-5 labelled volumes, "
-               "tuning only part of the network. The tuning runs in the background on a surrogate built from "
+    st.caption("Few-shot transfer (paper II-B): adapt the pretrained agents to your task with K = 1, 3 or 5 "
+               "labelled volumes (plus at least one more, held out to test them), tuning only part of the network. The tuning runs in the background on a surrogate built from "
                "real encodes; numbers you compare afterwards come from real encodes.")
     settings_form()
     st.divider()

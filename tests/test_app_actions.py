@@ -127,3 +127,20 @@ def test_each_tab_keeps_its_own_current_volume(tmp_path):
     assert app_actions.read_current(ws, None)[0]["name"] == "b"  # a new tab: the volume loaded last
     assert app_actions.read_current(ws, "../../etc")[0]["name"] == "b"  # not an id: ignored
     assert app_actions.read_current(tmp_path / "other", id_a) == (None, None)  # another workspace sees nothing
+
+
+def test_existing_folder_is_only_accepted_under_the_data_roots(tmp_path):
+    from dmic_core.errors import DmicInputError
+
+    data = tmp_path / "data"
+    (data / "imagecas").mkdir(parents=True)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    assert app_actions.allowed_data_folder(str(data / "imagecas"), ws, [data]) == (data / "imagecas").resolve()
+    assert app_actions.allowed_data_folder("imagecas", ws, [data]) == (data / "imagecas").resolve()
+    for bad in ("/etc", str(data / ".." / "ws" / ".." / ".."), "../../etc"):
+        with pytest.raises(DmicInputError) as info:
+            app_actions.allowed_data_folder(bad, ws, [data])
+        assert "/etc" not in str(info.value)
+    with pytest.raises(DmicInputError):
+        app_actions.allowed_data_folder(str(data / "missing"), ws, [data])

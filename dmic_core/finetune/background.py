@@ -66,7 +66,10 @@ def start(cfg: FinetuneConfig, out: str | Path, resume: bool = False, env: dict[
             argv = ["/bin/sh", "-c", " && ".join(" ".join(shlex.quote(a) for a in step) for step in steps)]
         proc = subprocess.Popen(argv, cwd=str(ROOT), stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=run_env)
-    status = {"state": "starting", "phase": "setup", "pid": proc.pid, "out": str(out)}
+    from dataclasses import asdict
+
+    # the configuration from the start: a new run's card names its strategy and K at once
+    status = {"state": "starting", "phase": "setup", "pid": proc.pid, "out": str(out), "config": asdict(cfg)}
     tmp = paths["status"].with_name(paths["status"].name + ".tmp-start")
     tmp.write_text(json.dumps(status))
     tmp.replace(paths["status"])
