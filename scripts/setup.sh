@@ -26,7 +26,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- system packages (only the missing ones) -------------------------------------------------
 APT_PACKAGES=(python3 python3-venv python3-dev gcc x265 libx265-dev ffmpeg libde265-examples)
-(( WITH_TEST_TOOLS )) && APT_PACKAGES+=(chromium chromium-driver)
+(( WITH_TEST_TOOLS )) && APT_PACKAGES+=(chromium chromium-driver dicom3tools)  # dicom3tools: dciodvfy for the DICOM export test
 [[ -n "$HM_SOURCE" ]] && APT_PACKAGES+=(cmake g++ make patch)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
