@@ -59,8 +59,30 @@ def _pad_to_ctus(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+#: Frames per slab of :func:`_moments` (bounds its float32 temporaries to a slab of the volume).
+MOMENT_SLAB = 16
+
+
 def _moments(hu: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, ...]:
-    """Block means at 1/4 resolution of HU, HU^2, |frame difference| and mask: 4 x ``(F, 1, h, w)``."""
+    """Block means at 1/4 resolution of HU, HU^2, |frame difference| and mask: 4 x ``(F, 1, h, w)``.
+
+    Computed ``MOMENT_SLAB`` frames at a time (each slab with the frame before it for the
+    difference): the same values as over the whole clip, without float32 copies of the volume.
+    """
+    n = hu.shape[0]
+    if n <= MOMENT_SLAB:
+        return _moments_of(hu, mask)
+    parts = []
+    for start in range(0, n, MOMENT_SLAB):
+        lo = max(0, start - 1)
+        stop = min(n, start + MOMENT_SLAB)
+        mean, sq, diff, mfrac = _moments_of(hu[lo:stop], mask[lo:stop])
+        skip = start - lo  # the frame before the slab only served the difference
+        parts.append((mean[skip:], sq[skip:], diff[skip:], mfrac[skip:]))
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(4))
+
+
+def _moments_of(hu: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, ...]:
     x = _pad_to_ctus(torch.from_numpy(np.ascontiguousarray(hu)).to(torch.float32))[:, None]
     m = _pad_to_ctus(torch.from_numpy(np.ascontiguousarray(mask > 0)).to(torch.float32))[:, None]
     k = CTU_SIZE // CTU_THUMB

@@ -9,10 +9,6 @@ import numpy as np
 from dmic_core.cli.common import add_coding_arguments, print_json
 from dmic_core.codecs.qp import ctu_grid_shape, dmic_frame_qps
 from dmic_core.errors import DmicInputError
-from dmic_core.evaluation.points import write_point_folder
-from dmic_core.io import load_label, load_volume
-from dmic_core.maps import mask_ctu_dqp
-from dmic_core.pipeline import CodingSetup, code_volume
 from dmic_core.volume import parse_slices
 
 
@@ -35,6 +31,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: every dmic command builds every parser (start-up, issue 17)
+    from dmic_core.evaluation.points import write_point_folder
+    from dmic_core.io import load_label, load_volume
+    from dmic_core.maps import mask_ctu_dqp
+    from dmic_core.pipeline import CodingSetup, code_volume
+
     volume = load_volume(args.input)
     start, stop = parse_slices(args.slices, volume.n_frames, args.input)
     if (start, stop) != (0, volume.n_frames):

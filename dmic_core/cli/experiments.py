@@ -17,9 +17,14 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
+#: ``dmic_core.experiments.config.TABLES``, written out: importing the experiments package
+#: (pandas, the tuning code) took 1.1 s of every dmic command's start-up, since every command builds
+#: every parser (issue 17). tests/test_compress_identical.py checks the two agree.
+TABLES = ("table1", "table2", "table3", "table4", "fig2")
+
+
 def register(subparsers) -> None:
     from dmic_core.defaults import LAMBDA_GRID, QP_GRID
-    from dmic_core.experiments.config import TABLES
 
     parser = subparsers.add_parser(
         "experiments", help="regenerate the paper's tables (I-IV) and Fig. 2 with real encodes on held-out volumes")

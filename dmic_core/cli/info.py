@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from dmic_core.cli.common import print_json
-from dmic_core.io import load_volume
 from dmic_core.volume import HU_MAX, HU_MIN
 
 
@@ -36,5 +35,7 @@ def volume_info(volume) -> dict:
 
 
 def run(args) -> int:
+    from dmic_core.io import load_volume  # here: every dmic command builds every parser
+
     print_json(volume_info(load_volume(args.input)))
     return 0

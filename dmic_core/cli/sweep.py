@@ -7,12 +7,7 @@ from pathlib import Path
 
 from dmic_core.cli.common import add_task_coding_arguments, print_json
 from dmic_core.defaults import LAMBDA_GRID, QP_GRID
-from dmic_core.io import load_volume
-from dmic_core.pipeline import TASK_CODING, CodingSetup
-from dmic_core.evaluation.bd import bd_table
-from dmic_core.methods import METHOD_NAMES, default_specs
-from dmic_core.sweep import run_sweep, write_sweep
-from dmic_core.volume import parse_slices
+from dmic_core.methods import METHOD_NAMES
 
 
 def _floats(text: str) -> list[float]:
@@ -36,6 +31,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: every dmic command builds every parser (start-up, issue 17)
+    from dmic_core.evaluation.bd import bd_table
+    from dmic_core.io import load_volume
+    from dmic_core.methods import default_specs
+    from dmic_core.pipeline import TASK_CODING, CodingSetup
+    from dmic_core.sweep import run_sweep, write_sweep
+    from dmic_core.volume import parse_slices
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHOD_NAMES))
     if unknown:

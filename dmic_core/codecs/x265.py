@@ -195,7 +195,7 @@ class X265Codec(Codec):
                              f"{MIN_HEIGHT} high and {MIN_WIDTH} wide): pad them to "
                              f"{need_h}x{need_w} with dmic_core.transforms.hu.pad_frames(frames, "
                              f"size=codec.coded_frame_size(h, w)) and crop the reconstruction")
-        samples = frames.astype(np.uint8) if bit_depth == 8 else frames.astype("<u2")
+        samples = frames.astype(np.uint8) if bit_depth == 8 else frames.astype("<u2", copy=False)
         blocks = None if offsets is None else expand_ctu_offsets(offsets, height, width)
         params = self.param_list()
         start = time.perf_counter()
@@ -216,7 +216,7 @@ class X265Codec(Codec):
         recon = None
         if out["recon"] is not None:
             recon = np.frombuffer(out["recon"], dtype=samples.dtype).reshape(frames.shape)
-            recon = recon.astype(np.uint16)
+            recon = recon.astype(np.uint16, copy=False)  # read-only view unless 8-bit
         check, decode_seconds = "not checked", 0.0
         if recon is None or self.verify:
             start = time.perf_counter()

@@ -42,6 +42,8 @@ SEED_RANGES: tuple[SeedRange, ...] = (
               "few-shot transfer dataset (shots, validation and test curves of the paper's tables)"),
     SeedRange("extended-tuning", 7100, 7101, "train", "extended-space agents' first tuning volume"),
     SeedRange("finetune-tests", 9100, 9104, "test", "tiny datasets of tests/test_finetune.py"),
+    SeedRange("compress-bench", 9500, 9510, "test",
+              "whole-volume compress benchmark (bench/bench_compress_volume.py) and its identical-results test"),
     SeedRange("evaluation", 9000, 9012, "evaluation",
               "the agents' evaluation protocol: never trained on, never used to choose"),
 )

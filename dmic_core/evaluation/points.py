@@ -11,9 +11,10 @@ only code that writes a point folder (``stream.hevc``, ``recon.nii.gz``, ``qp_ma
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -70,9 +71,14 @@ class PointResult:
         return payload
 
 
-def write_point_folder(out_dir: str | Path, coded: "CodedVolume", record: dict[str, Any]) -> Path:
+def write_point_folder(out_dir: str | Path, coded: "CodedVolume",
+                       record: dict[str, Any] | Callable[[float], dict[str, Any]]) -> Path:
     """Write a coded point into ``out_dir``: its stream, reconstruction (HU, on the input's grid),
-    CTU QP map (int16, when the method set one) and ``record`` as ``result.json``; each atomically."""
+    CTU QP map (int16, when the method set one) and ``record`` as ``result.json``; each atomically.
+
+    ``record`` may be a function of the seconds the other files took to write, so that
+    ``result.json`` (written last, once) can account for its own folder's writing."""
+    start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "stream.hevc.tmp"
@@ -83,6 +89,8 @@ def write_point_folder(out_dir: str | Path, coded: "CodedVolume", record: dict[s
         tmp_map = out_dir / "qp_map.tmp.npy"
         np.save(tmp_map, np.asarray(coded.qp_map).astype(np.int16))
         tmp_map.replace(out_dir / "qp_map.npy")
+    if callable(record):
+        record = record(time.perf_counter() - start)
     engine = coded.encode.engine  # every result.json names the engine and its version
     write_json(out_dir / "result.json", {**record, "codec": engine["name"], "codec_version": engine["version"]})
     return out_dir

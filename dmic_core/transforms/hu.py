@@ -62,9 +62,26 @@ class SampleMapping:
 
         At 12 bits with the default window this is exactly ``clip(hu, -1024, 3071) + 1024``.
         """
+        hu = np.asarray(hu)
+        lo_int = self._unit_offset()
+        if lo_int is not None and np.issubdtype(hu.dtype, np.integer):
+            # one HU per level: the same numbers in integers, no float64 copy of the volume
+            return _by_slab(hu, np.uint16, lambda a: np.clip(a.astype(np.int32) - lo_int, 0,
+                                                             self.levels - 1).astype(np.uint16))
+        return _by_slab(hu, np.uint16, self._to_samples_float)
+
+    def _to_samples_float(self, hu: np.ndarray) -> np.ndarray:
         lo, _hi = self.window  # type: ignore[misc]
         scaled = np.floor((np.asarray(hu, dtype=np.float64) - lo) * (self.levels / self.window_hu))
         return np.clip(scaled, 0, self.levels - 1).astype(np.uint16)
+
+    def _unit_offset(self) -> int | None:
+        """``lo`` as an int when one level is exactly one HU and ``lo`` is whole (the 12-bit
+        default): then ``to_samples`` is ``clip(hu - lo)`` and ``to_hu`` is ``lo + samples`` exactly."""
+        lo, _hi = self.window  # type: ignore[misc]
+        if self.levels / self.window_hu == 1.0 and float(lo).is_integer():
+            return int(lo)
+        return None
 
     def to_hu(self, samples: np.ndarray) -> np.ndarray:
         """int16 HU of each level: the integer nearest the level's centre that the level holds.
@@ -73,6 +90,14 @@ class SampleMapping:
         otherwise within half a level for HU inside the window, and re-encoding a decoded value
         gives back its level (whenever levels are at least 1 HU wide).
         """
+        samples = np.asarray(samples)
+        lo_int = self._unit_offset()
+        if lo_int is not None and np.issubdtype(samples.dtype, np.integer):
+            return _by_slab(samples, np.int16, lambda a: np.clip(a.astype(np.int32) + lo_int, _INT16.min,
+                                                                 _INT16.max).astype(np.int16))
+        return _by_slab(samples, np.int16, self._to_hu_float)
+
+    def _to_hu_float(self, samples: np.ndarray) -> np.ndarray:
         lo, _hi = self.window  # type: ignore[misc]
         s = np.asarray(samples, dtype=np.float64)
         hu = np.floor(lo + (s + 0.5) * self.hu_per_level + 0.5)
@@ -89,6 +114,21 @@ class SampleMapping:
         if hu.size == 0:
             return 0.0
         return float(np.count_nonzero((hu < lo) | (hu >= hi)) / hu.size)
+
+
+#: Frames converted at a time by :class:`SampleMapping` (bounds its temporaries to a slab).
+SLAB_FRAMES = 16
+
+
+def _by_slab(array: np.ndarray, dtype, convert) -> np.ndarray:
+    """``convert`` applied elementwise, ``SLAB_FRAMES`` frames at a time into one output array:
+    the same values as on the whole array, with temporaries the size of a slab."""
+    if array.ndim < 3 or array.shape[0] <= SLAB_FRAMES:
+        return convert(array)
+    out = np.empty(array.shape, dtype=dtype)
+    for start in range(0, array.shape[0], SLAB_FRAMES):
+        out[start:start + SLAB_FRAMES] = convert(array[start:start + SLAB_FRAMES])
+    return out
 
 
 def pad_frames(frames: np.ndarray, multiple: int = 8,
