@@ -260,6 +260,41 @@ def parse_hm_log(text: str) -> list[tuple[int, str, int, int]]:
     return sorted(rows)
 
 
+def write_hm_job(work: Path, frames: np.ndarray, bit_depth: int, qps: np.ndarray,
+                 offsets: np.ndarray | None, help_text: str,
+                 extra_cfg: dict[str, object] | None = None) -> dict[str, object]:
+    """Write one HM encode's inputs into ``work`` (raw YUV, configuration, dQP and CTU files).
+
+    Returns the encoder arguments (``args``, without the program; paths inside ``work``), whether
+    it runs as the anchor, its ``--QP`` base, the optional settings written and the profile.
+    ``offsets`` must already be clipped (:func:`clip_ctu_offsets`).
+    """
+    n, height, width = frames.shape
+    base = anchor_base_qp(qps)
+    anchor = base is not None
+    if base is None:
+        base = int(qps[0])
+    extra = {k: v for k, v in _OPTIONAL_SETTINGS.items() if k in help_text}
+    extra.update(extra_cfg or {})
+    profile = "monochrome" if bit_depth == 8 else "monochrome12"
+    frames.astype(np.uint8 if bit_depth == 8 else "<u2").tofile(work / "in.yuv")
+    write_cfg(work / "ldp.cfg", anchor, extra)
+    args = ["-c", str(work / "ldp.cfg"), "-i", str(work / "in.yuv"),
+            "-b", str(work / "out.bin"), "-o", str(work / "rec.yuv"),
+            "-wdt", str(width), "-hgt", str(height), "-fr", "25", "-f", str(n),
+            f"--InputBitDepth={bit_depth}", f"--InternalBitDepth={bit_depth}",
+            f"--OutputBitDepth={bit_depth}", "--InputChromaFormat=400",
+            "--ChromaFormatIDC=400", f"--Profile={profile}", f"--QP={base}"]
+    if not anchor:
+        (work / "dqp.txt").write_text("\n".join(str(int(q) - base) for q in qps) + "\n")
+        args.append(f"--dQPFile={work / 'dqp.txt'}")
+    if offsets is not None:
+        (work / "ctu.txt").write_text("".join(
+            " ".join(str(int(v)) for v in frame.ravel()) + "\n" for frame in offsets))
+        args.append(f"--{CTU_MAP_OPTION}={work / 'ctu.txt'}")
+    return {"args": args, "anchor": anchor, "base_qp": base, "extra": extra, "profile": profile}
+
+
 @register_codec("hm")
 class HMCodec(Codec):
     """HEVC through the HM reference encoder (``TAppEncoder``) with the LDP main configuration.
@@ -311,30 +346,11 @@ class HMCodec(Codec):
         if offsets is not None:
             offsets = clip_ctu_offsets(qps, offsets)
         n, height, width = frames.shape
-        base = anchor_base_qp(qps)
-        anchor = base is not None
-        if base is None:
-            base = int(qps[0])
-        extra = {k: v for k, v in _OPTIONAL_SETTINGS.items() if k in help_text}
-        extra.update(self.extra_cfg)
-        profile = "monochrome" if bit_depth == 8 else "monochrome12"
         with tempfile.TemporaryDirectory(prefix="dmic-hm-") as tmp:
             work = Path(tmp)
-            frames.astype(np.uint8 if bit_depth == 8 else "<u2").tofile(work / "in.yuv")
-            write_cfg(work / "ldp.cfg", anchor, extra)
-            argv = [str(encoder), "-c", str(work / "ldp.cfg"), "-i", str(work / "in.yuv"),
-                    "-b", str(work / "out.bin"), "-o", str(work / "rec.yuv"),
-                    "-wdt", str(width), "-hgt", str(height), "-fr", "25", "-f", str(n),
-                    f"--InputBitDepth={bit_depth}", f"--InternalBitDepth={bit_depth}",
-                    f"--OutputBitDepth={bit_depth}", "--InputChromaFormat=400",
-                    "--ChromaFormatIDC=400", f"--Profile={profile}", f"--QP={base}"]
-            if not anchor:
-                (work / "dqp.txt").write_text("\n".join(str(int(q) - base) for q in qps) + "\n")
-                argv.append(f"--dQPFile={work / 'dqp.txt'}")
-            if offsets is not None:
-                (work / "ctu.txt").write_text("".join(
-                    " ".join(str(int(v)) for v in frame.ravel()) + "\n" for frame in offsets))
-                argv.append(f"--{CTU_MAP_OPTION}={work / 'ctu.txt'}")
+            job = write_hm_job(work, frames, bit_depth, qps, offsets, help_text, self.extra_cfg)
+            anchor, base, extra, profile = job["anchor"], job["base_qp"], job["extra"], job["profile"]
+            argv = [str(encoder), *job["args"]]
             start = time.perf_counter()
             log = self._run(argv, n, progress)
             encode_seconds = time.perf_counter() - start
