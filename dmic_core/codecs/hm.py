@@ -50,7 +50,7 @@ CTU_MAP_OPTION = "CtuQpOffsetFile"
 CTU_TRACE_OPTION = "CtuQpTraceFile"
 #: How HM gets into hm_bin/ (said wherever HM is missing).
 BUILD_HINT = ("build it with `bash scripts/setup.sh --with-hm PATH/TO/HM-16.25.tar.gz` "
-              "(about 2 minutes; see hm_bin/README.md)")
+              "(2-5 minutes once; see hm_bin/README.md)")
 _VERSION_LINE = re.compile(r"HM software:\s*Encoder Version \[([^\]]+)\]")
 
 #: GOP of encoder_lowdelay_P_main.cfg: (POC, QPoffset, QPOffsetModelOff, QPOffsetModelScale,
