@@ -24,9 +24,9 @@ def run_point(case: Case, spec: PointSpec, *, setup: CodingSetup = TASK_CODING, 
     (:func:`~dmic_core.evaluation.points.write_point_folder`); ``progress(done, total)`` is called
     per coded frame; ``stage_seconds`` (e.g. ``startup``, ``read``, ``mask`` of ``dmic compress``)
     lead the point's ``seconds``, so that its record accounts for the whole job. ``seconds`` then
-    holds every stage: those, ``decide``, ``convert`` (HU <-> samples), ``encode``, ``decode``
-    (the independent decoder's check), ``segment`` (the decode), ``score`` and, with ``out_dir``,
-    ``write``.
+    holds every stage in the order they run: those, ``decide``, ``to_samples`` (HU -> codec
+    samples), ``encode``, ``decode`` (the independent decoder's check), ``codec_other``, ``to_hu``,
+    ``segment`` (the decode), ``score`` and, with ``out_dir``, ``write``.
     """
     decide = get_decider(spec.method, deciders)
     decision = decide(case, spec.setting, setup, **method_options)
@@ -37,15 +37,16 @@ def run_point(case: Case, spec: PointSpec, *, setup: CodingSetup = TASK_CODING, 
     seg_seconds = time.perf_counter() - start
     summary = coded.summary(case.volume, case.reference.reference)
     score_seconds = time.perf_counter() - start - seg_seconds
-    other = coded.seconds.get("code_total", 0.0) - coded.encode.encode_seconds - coded.encode.decode_seconds
-    convert = coded.seconds.get("prepare", 0.0) + coded.seconds.get("finish", 0.0) + max(0.0, other)
+    # what the codec call spent outside its encoder and decoder (stream assembly, copies)
+    other = max(0.0, coded.seconds.get("code_total", 0.0) - coded.encode.encode_seconds - coded.encode.decode_seconds)
     result = PointResult(
         method=spec.method, setting=float(spec.setting), bits=int(summary["bits"]), bpp=float(summary["bpp"]),
         miou=scores["miou"], dice=scores["dice"], vessel_iou=scores["vessel_iou"],
         psnr_hu=float(summary["psnr_hu"]),
-        seconds={**(stage_seconds or {}), "decide": decision.seconds, "convert": convert,
-                 "encode": coded.encode.encode_seconds, "decode": coded.encode.decode_seconds,
-                 "segment": seg_seconds, "score": score_seconds},
+        seconds={**(stage_seconds or {}), "decide": decision.seconds,
+                 "to_samples": coded.seconds.get("prepare", 0.0), "encode": coded.encode.encode_seconds,
+                 "decode": coded.encode.decode_seconds, "codec_other": other,
+                 "to_hu": coded.seconds.get("finish", 0.0), "segment": seg_seconds, "score": score_seconds},
         paper_frame_qps=None if coded.paper_frame_qps is None else coded.paper_frame_qps.tolist(),
         qp_map=coded.qp_map, extra={**decision.info, "summary": summary, "scores": scores},
     )
