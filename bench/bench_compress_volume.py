@@ -107,7 +107,8 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr[-2000:]}")
     return {"wall_s": wall, "peak_tree_rss_mb": max((m for _, m in samples), default=0.0),
-            "maxrss_mb": usage.ru_maxrss / 1024, "samples": samples, "load_before": before,
+            "maxrss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "samples": samples, "load_before": before,
             "load_after": load(), "stdout": stdout}
 
 
@@ -152,6 +153,7 @@ def bench_compress(image: Path, repo: Path, work: Path) -> dict:
     rows = stage_table(seconds, run["samples"], run["wall_s"])
     encode = seconds.get("encode") or float("nan")
     return {"image": image.name, "frames": result["summary"]["frames"], "wall_s": round(run["wall_s"], 2),
+            "cpu_s": round(run["cpu_s"], 2), "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
             "peak_tree_rss_mb": round(run["peak_tree_rss_mb"], 1), "maxrss_mb": round(run["maxrss_mb"], 1),
             "whole_over_encode": round(run["wall_s"] / encode, 2), "stages": rows,
             "reported_s": round(sum(seconds.values()), 2), "load_before": run["load_before"],
@@ -253,7 +255,8 @@ def _sha(path: Path) -> str:
 
 
 def print_stages(entry: dict) -> None:
-    print(f"\n{entry['image']} ({entry['frames']} frames): wall {entry['wall_s']} s, peak tree RSS "
+    print(f"\n{entry['image']} ({entry['frames']} frames): wall {entry['wall_s']} s, CPU {entry['cpu_s']} s "
+          f"(sys {entry['sys_s']}), peak tree RSS "
           f"{entry['peak_tree_rss_mb']} MB (ru_maxrss {entry['maxrss_mb']} MB), whole/encode {entry['whole_over_encode']}x, "
           f"load {entry['load_before']} -> {entry['load_after']}")
     for row in entry["stages"]:

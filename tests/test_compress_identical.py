@@ -159,3 +159,18 @@ def test_cli_experiment_tables_match_the_library():
     from dmic_core.experiments.config import TABLES
 
     assert CLI_TABLES == TABLES
+
+
+def test_ctu_agent_in_batches_decides_as_in_one_pass(monkeypatch):
+    from dmic_core.agents import dmic as dmic_agents
+    from dmic_core.agents.inference import load_agents
+
+    rng = np.random.default_rng(3)
+    hu = rng.integers(-1024, 1500, (9, 192, 200)).astype(np.int16)
+    mask = (rng.random(hu.shape) > 0.99).astype(np.uint8)
+    agents = load_agents(None)
+    whole = agents.decide(hu, mask, 10.0)
+    monkeypatch.setattr(dmic_agents, "CTU_BATCH", 7)  # 9 x 3 x 4 = 108 CTUs in 16 batches
+    batched = agents.decide(hu, mask, 10.0)
+    assert batched.qp_i == whole.qp_i
+    assert np.array_equal(batched.offsets, whole.offsets) and np.array_equal(batched.qp_map, whole.qp_map)

@@ -23,6 +23,8 @@ from dmic_core.codecs.qp import ctu_grid_shape
 from dmic_core.errors import DmicInputError
 
 CHECKPOINT_FORMAT = "dmic-agents/1"
+#: CTUs per forward pass of the CTU agent in :meth:`DMICAgents.decide` (64 frames of 512 x 512).
+CTU_BATCH = 4096
 
 
 @dataclass
@@ -84,7 +86,12 @@ class DMICAgents(nn.Module):
         frame_qps = self.space.frame_qps(qp_i, n)
         t2 = time.perf_counter()
         obs = ctu_observation(base, frame_qps, lam)
-        logits, _ = self.ctu(obs.planes, obs.context, self.ctu_action_mask(obs.foreground))
+        action_mask = self.ctu_action_mask(obs.foreground)
+        # CTUs in batches: the network's activations stay ~0.1 GB for a whole 275-frame volume
+        # (one pass over its 17,600 CTUs took ~1 GB); the logits are the same, batch by batch
+        logits = torch.cat([self.ctu(obs.planes[i:i + CTU_BATCH], obs.context[i:i + CTU_BATCH],
+                                     action_mask[i:i + CTU_BATCH])[0]
+                            for i in range(0, len(obs.planes), CTU_BATCH)])
         actions = _pick(logits, deterministic, generator).numpy().reshape(n, rows, cols)
         offsets = self.space.offset_of(actions)
         t3 = time.perf_counter()

@@ -97,7 +97,8 @@ def decode_libde265(bitstream: bytes, bit_depth: int) -> np.ndarray:
     for chroma in (0, luma // 2, luma, 2 * luma):  # 4:0:0 writes luma only
         if n and data.size == n * (luma + chroma):
             planes = data.reshape(n, luma + chroma)[:, :luma].reshape(n, height, width)
-            return _stack(list(planes.astype(np.uint16)))
+            # one array, no per-frame copies: a view of the file's data when it holds luma only
+            return np.ascontiguousarray(planes, dtype=np.uint16)
     raise CodecError(f"libde265 wrote {data.size} samples for {n} frames of {width}x{height}")
 
 

@@ -79,6 +79,14 @@ def write_point_folder(out_dir: str | Path, coded: "CodedVolume",
     ``record`` may be a function of the seconds the other files took to write, so that
     ``result.json`` (written last, once) can account for its own folder's writing."""
     start = time.perf_counter()
+    write_point_files(out_dir, coded)
+    return write_point_record(out_dir, coded, record(time.perf_counter() - start) if callable(record) else record)
+
+
+def write_point_files(out_dir: str | Path, coded: "CodedVolume") -> Path:
+    """The files of a point folder but ``result.json``: stream, reconstruction, QP map (each
+    atomically). With :func:`write_point_record` after it, the same folder as
+    :func:`write_point_folder`; ``run_point`` writes these while it segments the decode."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "stream.hevc.tmp"
@@ -89,8 +97,13 @@ def write_point_folder(out_dir: str | Path, coded: "CodedVolume",
         tmp_map = out_dir / "qp_map.tmp.npy"
         np.save(tmp_map, np.asarray(coded.qp_map).astype(np.int16))
         tmp_map.replace(out_dir / "qp_map.npy")
-    if callable(record):
-        record = record(time.perf_counter() - start)
+    return out_dir
+
+
+def write_point_record(out_dir: str | Path, coded: "CodedVolume", record: dict[str, Any]) -> Path:
+    """``result.json`` of a point folder (atomically), naming the codec engine and its version."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     engine = coded.encode.engine  # every result.json names the engine and its version
     write_json(out_dir / "result.json", {**record, "codec": engine["name"], "codec_version": engine["version"]})
     return out_dir
