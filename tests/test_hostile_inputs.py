@@ -386,3 +386,18 @@ def test_zip_larger_than_the_free_space_is_refused_before_writing(small_tmp_disk
     assert text.startswith("too_big.zip: zip archive expands to 12582912 bytes, more than the ") and \
         "bytes free where it would be extracted" in text, text
     assert list(small_tmp_disk.iterdir()) == [] and shutil.disk_usage(small_tmp_disk).used == 0
+
+
+def test_zip_whose_member_is_both_a_file_and_a_folder_is_refused_in_one_line(tmp_path):
+    """Found by the loader fuzz in CI: members '0' and '0/0' (a file, then a file inside it)."""
+    import zipfile
+
+    from dmic_core.errors import DmicInputError
+    from dmic_core.io import load_volume
+
+    path = tmp_path / "clash.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("0", b"")
+        zf.writestr("0/0", b"")
+    with pytest.raises(DmicInputError, match="cannot extract '0/0'"):
+        load_volume(path)

@@ -504,8 +504,9 @@ def _extract_zip_safely(path: Path, dest: Path) -> None:
             target = (root / info.filename.replace("\\", "/")).resolve()
             if root not in target.parents:
                 raise DmicInputError(f"unsafe zip member {info.filename!r} (outside the archive root)", path)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                # inside the try: a member may name a folder that another member wrote as a file
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(1 << 20):
                         written += len(chunk)
