@@ -66,7 +66,7 @@ def upload_section() -> None:
     if not submitted:
         return
     if image is None:
-        st.error("Choose a CT volume file first.")
+        st.error("Choose a CT volume file first (or wait until its upload has finished, then press Load).")
         return
     started = time.perf_counter()
     image_path = None

@@ -95,9 +95,64 @@ def server(tmp_path_factory):
         proc.kill()
 
 
-def _shot(page, name: str) -> None:
+DOC_FIGURES = ROOT / "docs" / "figures" / "app"
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def _shot(page, name: str, doc: str | None = None) -> None:
+    """A screenshot into test-artifacts/; with ``doc`` and ``DMIC_DOC_SCREENSHOTS=1`` also the
+    documentation's figure ``docs/figures/app/<doc>.png``."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"e2e_{name}.png"), full_page=True)
+    if doc and os.environ.get("DMIC_DOC_SCREENSHOTS") == "1":
+        DOC_FIGURES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOC_FIGURES / f"{doc}.png"), full_page=True)
+
+
+def _watch_requests(context) -> list[str]:
+    """Every URL the browser context requests (Playwright's request log)."""
+    seen: list[str] = []
+    context.on("request", lambda request: seen.append(request.url))
+    return seen
+
+
+def _outside(urls: list[str]) -> list[str]:
+    """Requests that leave the machine: any http(s)/ws(s) host but localhost / 127.0.0.1."""
+    from urllib.parse import urlsplit
+
+    return [u for u in urls if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+            and urlsplit(u).hostname not in LOCAL_HOSTS]
+
+
+def _new_page(browser, url: str | None = None):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    requests = _watch_requests(context)
+    page = context.new_page()
+    page.set_default_timeout(scaled_ms(STEP_S))
+    page.set_default_navigation_timeout(scaled_ms(STEP_S))
+    if url:
+        page.goto(url)
+    return context, page, requests
+
+
+def _upload(page, image: Path, label: Path | None) -> None:
+    _nav(page, "Upload & inspect")
+    uploads = page.locator('input[type="file"]')
+    boxes = page.get_by_test_id("stFileUploader")
+    uploads.nth(0).set_input_files(str(image))
+    boxes.nth(0).get_by_text(image.name, exact=True).wait_for()  # the upload has reached the server
+    if label is not None:
+        uploads.nth(1).set_input_files(str(label))
+        boxes.nth(1).get_by_text(label.name, exact=True).wait_for()
+    page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Load").click()
+    page.get_by_text("frames x height x width").wait_for()
+    _images_loaded(page, 3)
+    _wait_idle(page)
+
+
+def _plots_drawn(page, count: int) -> None:
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length >= n", arg=count)
 
 
 def _wait_idle(page) -> None:
@@ -138,24 +193,15 @@ def test_upload_job_curve_and_compare(server, phantom_files):
     image, label = phantom_files
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(scaled_ms(STEP_S))
-        page.set_default_navigation_timeout(scaled_ms(STEP_S))
+        context, page, requests = _new_page(browser)
         playwright_api.expect.set_options(timeout=scaled_ms(STEP_S))
         page.goto(url)
         page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
         _wait_idle(page)
-        _shot(page, "01_home")
+        _shot(page, "01_home", "home")
 
-        _nav(page, "Upload & inspect")
-        uploads = page.locator('input[type="file"]')
-        uploads.nth(0).set_input_files(str(image))
-        uploads.nth(1).set_input_files(str(label))
-        page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Load").click()
-        page.get_by_text("frames x height x width").wait_for()
-        _images_loaded(page, 3)
-        _wait_idle(page)
-        _shot(page, "02_upload")
+        _upload(page, image, label)
+        _shot(page, "02_upload", "upload")
 
         _nav(page, "Compress")
         methods = page.get_by_test_id("stMultiSelect").filter(has_text="Methods").inner_text()
@@ -172,7 +218,7 @@ def test_upload_job_curve_and_compare(server, phantom_files):
             _shot(page, "03_compress_failed")  # the artifact shows what the page said instead
             raise
         _wait_idle(page)
-        _shot(page, "03_compress")
+        _shot(page, "03_compress", "compress")
 
         page.reload()  # the job survives a reload (same workspace from the URL)
         page.get_by_role("heading", name="Compress", exact=True).wait_for()
@@ -181,10 +227,92 @@ def test_upload_job_curve_and_compare(server, phantom_files):
 
         _nav(page, "Curves")
         page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for()
-        _shot(page, "04_curves")
+        _shot(page, "04_curves", "curves")
 
         _nav(page, "Compare")
-        page.get_by_text("Nearest HEVC rate").wait_for()
-        _images_loaded(page, 5)
-        _shot(page, "05_compare")
+        page.get_by_text("At the same rate").wait_for()
+        _plots_drawn(page, 6)  # three views, QP offsets, two difference maps (+ bits per slice)
+        _shot(page, "05_compare", "compare")
+        page.wait_for_function(  # the difference maps' and the QP map's colour bars
+            "() => { const t = [...document.querySelectorAll('[data-testid=stPlotlyChart] svg text')]"
+            ".map(e => e.textContent); return t.includes('ΔHU') && t.includes('ΔQP'); }")
+
+        _nav(page, "Downloads")
+        page.get_by_test_id("stDownloadButton").filter(has_text="Bitstream (.hevc)").wait_for()
+        _shot(page, "06_downloads", "downloads")
+        for _ in range(5):  # each click gives the file (no deferred file dropped by a rerun)
+            with page.expect_download() as info:
+                page.get_by_test_id("stDownloadButton").filter(has_text="Bitstream (.hevc)").click()
+            assert info.value.suggested_filename.endswith(".hevc") and Path(info.value.path()).stat().st_size > 0
+            _wait_idle(page)
+
+        _nav(page, "Fine-tune")
+        _shot(page, "07_finetune", "finetune")
         browser.close()
+    assert requests and not _outside(requests), _outside(requests)
+
+
+def test_real_ct_with_an_aorta_label_warns_and_sessions_stay_apart(server, phantom_files):
+    """The real CT crop with its aorta label, a quick-slab HEVC job of the default four QPs scored by the
+    coronary model: the pages warn that label and model describe different structures and give BD a
+    reason. Sessions: a second browser (separate context) never sees the first one's volume; two tabs of
+    one browser share the workspace (jobs) but each keeps its own current volume across a reload."""
+    from dmic_core.defaults import shared_data_dir
+
+    crop = shared_data_dir() / "cta-aorta-crop"
+    if not (crop / "ct.nii.gz").is_file():
+        pytest.skip("the real CT crop is not in ../shared/data")
+    url, root = server
+    image, label = phantom_files
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
+        playwright_api.expect.set_options(timeout=scaled_ms(STEP_S))
+        ctx_a, page, requests_a = _new_page(browser, url)
+        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+        _wait_idle(page)
+        _upload(page, crop / "ct.nii.gz", crop / "aorta.nii.gz")
+        page.get_by_role("heading", name="ct.nii.gz").wait_for()
+
+        _nav(page, "Compress")
+        _set_multiselect(page, "Methods", ["hevc"])  # the defaults: 4 base QPs and the quick slab
+        page.get_by_test_id("stSelectbox").filter(has_text="Codec").click()
+        page.get_by_role("option", name="x265", exact=True).click()
+        page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Start job").click()
+        card = page.get_by_test_id("stExpander").filter(has_text="hevc · 4 points · x265 · slices 75-90 of 164")
+        card.filter(has_text="— done").first.wait_for(timeout=scaled_ms(JOB_S * 2))
+        _wait_idle(page)
+
+        _nav(page, "Curves")
+        page.get_by_text("do not describe the same structure").first.wait_for()
+        page.get_by_text("BD numbers compare another method").wait_for()
+        _shot(page, "08_curves_ct_aorta", "curves_warning")
+
+        # a second tab of the same browser: same workspace, its own volume
+        tab2 = ctx_a.new_page()
+        tab2.set_default_timeout(scaled_ms(STEP_S))
+        from urllib.parse import parse_qs, urlsplit
+
+        ws_id = parse_qs(urlsplit(page.url).query)["ws"][0]
+        tab2.goto(f"{url}/?ws={ws_id}")  # what a new tab of the same workspace opens with
+        tab2.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+        _wait_idle(tab2)
+        _upload(tab2, image, label)
+        tab2.get_by_role("heading", name=image.name).wait_for()
+        _nav(page, "Upload & inspect")
+        page.reload()
+        page.get_by_role("heading", name="ct.nii.gz").wait_for()  # tab 1 keeps its own volume
+
+        # another browser: a separate context starts its own workspace and sees nothing of the first
+        ctx_b, other, requests_b = _new_page(browser, url)
+        other.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+        _wait_idle(other)
+        _nav(other, "Upload & inspect")
+        other.get_by_text("Upload a CT volume above").wait_for()
+        assert other.get_by_text("ct.nii.gz").count() == 0
+        _nav(other, "Compress")
+        other.get_by_text("No volume yet").wait_for()
+        _nav(other, "Curves")
+        other.get_by_text("No finished rate points yet").wait_for()
+        browser.close()
+    outside = _outside(requests_a + requests_b)
+    assert requests_a and requests_b and not outside, outside
