@@ -76,3 +76,16 @@ def test_bd_rows_pooled_and_reason():
     assert x.bd_rate_pct == pytest.approx(-50.0, abs=1.0) and x.cases_with_bd == 2
     short = out[out.curve == "short"].iloc[0]
     assert not math.isfinite(short.bd_rate_pct) and short.reason
+
+
+def test_each_engine_keeps_its_own_point_log(tmp_path):
+    """--codec hm must never read x265's stored points (or the reverse); x265 logs keep their names."""
+    from dmic_core.experiments import ExperimentConfig
+    from dmic_core.experiments.config import TestCase
+    from dmic_core.experiments.curves import point_log
+
+    case = TestCase("case-a", str(tmp_path / "a.nii.gz"), None, (0, 9), "phantom")
+    x265 = point_log(case, ExperimentConfig(data="d", out="o", work_dir=str(tmp_path), segmenter="gt"))
+    hm = point_log(case, ExperimentConfig(data="d", out="o", work_dir=str(tmp_path), segmenter="gt", codec="hm"))
+    assert x265.path != hm.path and hm.path.name.endswith("-hm.jsonl")
+    assert not x265.path.name.endswith("-x265.jsonl")

@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from dmic_core.cli.common import print_json
+from dmic_core.cli.common import CODEC_CHOICES, print_json
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     parser.add_argument("--clip-frames", type=int, default=9)
     parser.add_argument("--clips-per-volume", type=int, default=2)
     parser.add_argument("--preset", default="veryfast", help="x265 preset of the training surrogate's encodes")
+    parser.add_argument("--codec", default="x265", choices=CODEC_CHOICES,
+                        help="HEVC engine of the evaluation encodes (hm: scripts/setup.sh --with-hm; "
+                             "the training surrogate stays x265's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the A2C runs")
     parser.add_argument("--cache-dir", default=None)
     parser.set_defaults(func=run)
@@ -74,6 +77,7 @@ def run(args) -> int:
         workers=args.workers, train_workers=args.train_workers, pretrained=args.pretrained,
         segmenter=args.segmenter, clip_frames=args.clip_frames, clips_per_volume=args.clips_per_volume,
         preset=None if args.preset in ("", "none", "default") else args.preset, seed=args.seed,
+        codec=args.codec,
         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR))
     command = "dmic " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["experiments"] else None
 

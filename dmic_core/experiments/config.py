@@ -53,6 +53,8 @@ class ExperimentConfig:
     preset: str | None = "veryfast"
     seed: int = 0
     cache_dir: str = str(DEFAULT_CACHE_DIR)
+    #: HEVC engine of the evaluation encodes (the curves); the training surrogate stays x265's.
+    codec: str = "x265"
 
     def finetune_config(self, strategy: str, shots: int, iterations: int) -> FinetuneConfig:
         return FinetuneConfig(data=self.data, shots=shots, strategy=strategy, iterations=iterations,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -92,7 +93,8 @@ def point_log(case: TestCase, cfg: ExperimentConfig) -> PointLog:
     seg_id = hashlib.sha1(cfg.segmenter.encode()).hexdigest()[:6]
     if cfg.segmenter == "builtin":
         seg_id = segmenter_fingerprint("builtin")[-10:]
-    return PointLog(Path(cfg.work_dir) / "points" / f"{case.tag}-{seg_id}.jsonl", _point_key)
+    engine = "" if cfg.codec == TASK_CODING.codec else f"-{cfg.codec}"  # x265 logs keep their names
+    return PointLog(Path(cfg.work_dir) / "points" / f"{case.tag}-{seg_id}{engine}.jsonl", _point_key)
 
 
 def evaluate_case(case: TestCase, curves: Sequence[Curve], cfg: ExperimentConfig, log: Log = print) -> pd.DataFrame:
@@ -120,7 +122,8 @@ def evaluate_case(case: TestCase, curves: Sequence[Curve], cfg: ExperimentConfig
 
         anchors = {(volume, float(r["setting"])): r["bits"] for r in store if r["curve"] == "hevc"
                    and r.get("checkpoint_id", "") == ""}
-        run_points(missing, setup=TASK_CODING, workers=max(1, cfg.workers), on_point=on_point, anchor_bits=anchors)
+        run_points(missing, setup=replace(TASK_CODING, codec=cfg.codec), workers=max(1, cfg.workers),
+                   on_point=on_point, anchor_bits=anchors)
     rows = [store.get((c.name, float(s), ids[c.name])) for c in curves for s in c.settings]
     return pd.DataFrame([r for r in rows if r is not None])
 
