@@ -70,16 +70,29 @@ def resolve_slab(choice: str, n_frames: int, custom: str = "") -> tuple[int, int
     return first - 1, last
 
 
+#: What the methods protect: the model's segmentation of the original, or the user's label/mask.
+PROTECT_CHOICES = {"model": "the model's segmentation", "label": "my uploaded label/mask"}
+
+
 def compress_tasks(job_dir: Path, current: dict[str, Any], methods: Sequence[str], qps: Sequence[float],
                    lambdas: Sequence[float], setup: dict[str, Any], segmenter: str,
-                   agents: str | None = None) -> list[TaskSpec]:
+                   agents: str | None = None, protect: str = "model") -> list[TaskSpec]:
     """One ``point`` task per (method, setting) of the sweep's own point list, outputs under ``job_dir``.
 
     ``agents``: DMIC's checkpoint (None: the sweep's default agents); only DMIC tasks carry it.
+    ``protect``: ``"label"`` makes the uploaded label the region the methods protect (their CTU maps)
+    instead of the model's segmentation of the original; accuracy is measured against it either way.
     """
     from dmic_core.methods import default_specs
 
-    params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup}
+    if protect not in PROTECT_CHOICES:
+        raise ValueError(f"protect must be one of {list(PROTECT_CHOICES)}, got {protect!r}")
+    if protect == "label" and not current.get("label"):
+        from dmic_core.errors import DmicInputError
+
+        raise DmicInputError("no label or mask is loaded to protect; upload one on the Upload page")
+    params = {"label": current.get("label"), "segmenter": segmenter, "setup": setup,
+              "roi": current.get("label") if protect == "label" else None}
     return point_tasks(current["image"], default_specs(methods, qps, lambdas), job_dir, params,
                        {"agents": agents} if agents else None)
 
@@ -87,7 +100,8 @@ def compress_tasks(job_dir: Path, current: dict[str, Any], methods: Sequence[str
 def start_compress_job(store: JobStore, owner: str, workspace: Path, current: dict[str, Any],
                        methods: Sequence[str], qps: Sequence[float], lambdas: Sequence[float],
                        setup: dict[str, Any], segmenter: str, agents: str | None = None,
-                       slices: tuple[int, int] | None = None, n_frames: int | None = None) -> tuple[str, int]:
+                       slices: tuple[int, int] | None = None, n_frames: int | None = None,
+                       protect: str = "model") -> tuple[str, int]:
     """Compress page, "Start job": queue the chosen methods and rate points on the current volume and
     make sure the runner is up. Returns the job id and its number of tasks.
 
@@ -96,14 +110,14 @@ def start_compress_job(store: JobStore, owner: str, workspace: Path, current: di
     """
     job_id = new_job_id()
     tasks = compress_tasks(Path(workspace) / "jobs" / job_id, current, methods, sorted(qps), sorted(lambdas),
-                           setup, segmenter, agents)
+                           setup, segmenter, agents, protect)
     if slices is not None:
         for task in tasks:
             task.params["slices"] = [int(slices[0]), int(slices[1])]
     title = job_title(methods, current["name"], len(tasks), setup.get("codec", "x265"), slices, n_frames)
     store.create_job(owner, tasks, job_id=job_id, title=title,
                      params={"image": current["image"], "label": current.get("label"), "name": current["name"],
-                             "segmenter": segmenter, "setup": setup, "methods": list(methods),
+                             "segmenter": segmenter, "setup": setup, "methods": list(methods), "protect": protect,
                              "slices": None if slices is None else [int(slices[0]), int(slices[1])]})
     start_app_runner(store.workspace)
     return job_id, len(tasks)

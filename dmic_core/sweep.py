@@ -24,10 +24,14 @@ from dmic_core.runs import CaseSpec, PointJob, run_points
 def run_sweep(image: str | Path, label: str | Path | None, specs: Sequence[PointSpec], *,
               setup: CodingSetup = TASK_CODING, segmenter: str = "builtin", slices: tuple[int, int] | None = None,
               workers: int | None = None, agents: str | None = None,
-              on_point: Callable[[PointResult, int, int], None] | None = None) -> pd.DataFrame:
-    """Run ``specs`` on one volume in worker processes; the points table sorted by method and bpp."""
+              on_point: Callable[[PointResult, int, int], None] | None = None,
+              roi: str | Path | None = None) -> pd.DataFrame:
+    """Run ``specs`` on one volume in worker processes; the points table sorted by method and bpp.
+
+    ``roi``: a mask that replaces the model's segmentation of the original as the protected region.
+    """
     case = CaseSpec(str(image), None if label is None else str(label), segmenter,
-                    None if slices is None else tuple(slices))
+                    None if slices is None else tuple(slices), None if roi is None else str(roi))
     jobs = [PointJob(case, spec, {"agents": agents} if spec.method == "dmic" and agents else {}) for spec in specs]
     done = run_points(jobs, setup=setup, workers=workers,
                       on_point=None if on_point is None else lambda _job, result, n, total: on_point(result, n, total))

@@ -8,7 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
-from dmic_core.app_actions import SLAB_CHOICES, resolve_slab, start_compress_job, task_status_text
+from dmic_core.app_actions import (PROTECT_CHOICES, SLAB_CHOICES, resolve_slab, start_compress_job,
+                                   task_status_text)
 from dmic_core.defaults import (APP_LAMBDAS, APP_QPS, APP_QUICK_SLICES, BIT_DEPTHS, LAMBDA_GRID, QP_GRID,
                                 default_window)
 from pages._common import (codec_probe, fmt_seconds, init_state, load_volume_cached, method_probe, my_jobs,
@@ -85,6 +86,13 @@ def settings(current: dict) -> None:
                             help="Code a slab of axial slices instead of the whole volume (the CLI's --slices)")
         custom = c8.text_input("Custom range (first-last, as the viewer numbers slices)", value="",
                                placeholder=f"e.g. 1-{min(n_frames, 32)}", key=K + "slab_range")
+        protect = "model"
+        if current.get("label"):
+            protect = st.radio("Region to protect (where the methods keep quality)", list(PROTECT_CHOICES),
+                               format_func=PROTECT_CHOICES.get, horizontal=True, key=K + "protect",
+                               help="The built-in model's segmentation of the original, or your uploaded "
+                                    "label/mask: choose the label when the Upload page warns that the "
+                                    "model's mask is unlikely to be right on this scan.")
         choices = agent_choices()
         agents_label = st.selectbox("DMIC agents", list(choices) or ["(none)"], key=K + "agents",
                                     help="which trained agents choose the QPs; results of each in "
@@ -108,7 +116,7 @@ def settings(current: dict) -> None:
     setup = {"codec": codec, "bit_depth": int(bit_depth), "window": list(default_window(int(bit_depth)))}
     job_id, n_tasks = start_compress_job(store(), st.session_state.ws_id, workspace(), current, methods, qps,
                                          lambdas, setup, segmenter, choices.get(agents_label), slices=slices,
-                                         n_frames=n_frames)
+                                         n_frames=n_frames, protect=protect)
     st.session_state.last_job = job_id
     st.toast(f"Job started: {n_tasks} rate points")
 

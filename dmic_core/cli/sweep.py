@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("--lambdas", type=_floats, default=list(LAMBDA_GRID), help="DMIC lambdas")
     parser.add_argument("--slices", default=None, metavar="A:B")
     parser.add_argument("--segmenter", default="builtin")
+    parser.add_argument("--mask", help="region to protect instead of the model's segmentation of the input")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
     add_task_coding_arguments(parser)
@@ -57,7 +58,7 @@ def run(args) -> int:
         bar.update(1)
 
     points = run_sweep(args.input, args.label, specs, setup=setup, segmenter=args.segmenter, slices=slices,
-                       workers=args.workers, agents=args.agents, on_point=on_point)
+                       workers=args.workers, agents=args.agents, on_point=on_point, roi=args.mask)
     bar.close()
     meta = {"input": str(args.input), "label": args.label, "slices": list(slices),
             "bit_depth": setup.bit_depth, "codec": setup.codec, "segmenter": args.segmenter}

@@ -62,7 +62,8 @@ def _case_spec(params: dict[str, Any], volume: str):
 
     slices = params.get("slices")
     return CaseSpec(volume, params.get("label"), params.get("segmenter", "builtin"),
-                    slices if not slices or isinstance(slices, str) else (int(slices[0]), int(slices[1])))
+                    slices if not slices or isinstance(slices, str) else (int(slices[0]), int(slices[1])),
+                    params.get("roi"))
 
 
 def run_point_task(task: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:

@@ -26,12 +26,15 @@ class CaseSpec:
         segmenter: ``builtin``, ``gt`` (the label itself; needs ``label``) or a TorchScript file.
         slices: frames kept: ``(a, b)``, or ``"A:B"`` (either end optional, negatives from the end)
             resolved against the volume's frame count, so one setting fits volumes of any length.
+        roi: a mask file that replaces the model's segmentation of the original as the region the
+            methods protect (the user's own mask or label); ``None``: the model's.
     """
 
     image: str
     label: str | None = None
     segmenter: str = "builtin"
     slices: tuple[int, int] | str | None = None
+    roi: str | None = None
 
 
 _CASES: dict[tuple, Case] = {}
@@ -39,9 +42,9 @@ _CASES: dict[tuple, Case] = {}
 
 def cached_case(spec: CaseSpec) -> Case:
     """The :class:`~dmic_core.evaluation.case.Case` of ``spec``, loaded once per process (the last one kept)."""
-    stamp = tuple(_mtime(p) for p in (spec.image, spec.label) if p)
+    stamp = tuple(_mtime(p) for p in (spec.image, spec.label, spec.roi) if p)
     slices = resolve_slices(spec.slices, spec.image, stamp[0])
-    key = (spec.image, spec.label, spec.segmenter, slices, stamp)
+    key = (spec.image, spec.label, spec.segmenter, slices, spec.roi, stamp)
     if key not in _CASES:
         _CASES.clear()
         segmenter: Any = spec.segmenter
@@ -53,7 +56,7 @@ def cached_case(spec: CaseSpec) -> Case:
                 raise DmicInputError("the 'gt' segmenter needs a label volume", spec.image)
             full = load_label(spec.label, like=load_volume(spec.image))
             segmenter = load_segmenter("gt", label=full if slices is None else full[slices[0]:slices[1]])
-        _CASES[key] = load_case(spec.image, spec.label, segmenter, slices=slices)
+        _CASES[key] = load_case(spec.image, spec.label, segmenter, slices=slices, roi_path=spec.roi)
     return _CASES[key]
 
 
