@@ -70,6 +70,31 @@ def resolve_slab(choice: str, n_frames: int, custom: str = "") -> tuple[int, int
     return first - 1, last
 
 
+def codec_choices(available: Sequence[str]) -> dict[str, str]:
+    """The Compress page's engines, HM first when it is built (the paper's reference encoder), each
+    labelled with what ``bench/results/codec_hm_*.json`` measured (x265's speed-up and BD-rate
+    cost against HM on the same volumes); a missing benchmark leaves the plain name."""
+    import json
+
+    from dmic_core.defaults import REPO_ROOT
+
+    speedups, costs = [], []
+    for path in sorted((REPO_ROOT / "bench" / "results").glob("codec_hm_*.json")):
+        try:
+            rows = {(r["codec"], r["map"]): r for r in json.loads(path.read_text())["summary"]}
+            hm, x265 = rows[("HM", "none")], rows[("x265 slow", "none")]
+        except (OSError, ValueError, KeyError):
+            continue
+        speedups.append(hm["mean_encode_s"] / x265["mean_encode_s"])
+        costs.append(x265["bd_rate_vs_hm_pct"])
+    labels = {"hm": "HM 16.25 (reference encoder, as in the paper)", "x265": "x265"}
+    if speedups:
+        labels["x265"] = (f"x265 (fast: {min(speedups):.0f}-{max(speedups):.0f}x less encode time than HM, "
+                          f"{min(costs):+.0f}..{max(costs):+.0f}% BD-rate against it; docs/codec.md)")
+    order = [c for c in ("hm", "x265") if c in available] + [c for c in available if c not in ("hm", "x265")]
+    return {c: labels.get(c, c) for c in order}
+
+
 #: What the methods protect: the model's segmentation of the original, or the user's label/mask.
 PROTECT_CHOICES = {"model": "the model's segmentation", "label": "my uploaded label/mask"}
 

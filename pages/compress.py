@@ -8,8 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
-from dmic_core.app_actions import (PROTECT_CHOICES, SLAB_CHOICES, resolve_slab, start_compress_job,
-                                   task_status_text)
+from dmic_core.app_actions import (PROTECT_CHOICES, SLAB_CHOICES, codec_choices, resolve_slab,
+                                   start_compress_job, task_status_text)
 from dmic_core.defaults import (APP_LAMBDAS, APP_QPS, APP_QUICK_SLICES, BIT_DEPTHS, LAMBDA_GRID, QP_GRID,
                                 default_window)
 from pages._common import (codec_probe, fmt_seconds, init_state, load_volume_cached, method_probe, my_jobs,
@@ -52,8 +52,9 @@ def settings(current: dict) -> None:
                                  help="DMIC: the RL agents; hevc: constant-QP HEVC (HM low-delay-P QPs); "
                                       f"{'/'.join(HANDCRAFTED)}: hand-crafted CTU maps; ratecontrol: x265 "
                                       "rate control at the HEVC anchor's rate")
-        codec_names = [c for c, r in codecs.items() if r is None] or ["x265"]
-        codec = c2.selectbox("Codec", codec_names, key=K + "codec")
+        codec_labels = codec_choices([c for c, r in codecs.items() if r is None] or ["x265"])
+        codec = c2.selectbox("Codec", list(codec_labels), format_func=codec_labels.get, key=K + "codec",
+                             help="HM is preselected when it is built (scripts/setup.sh --with-hm)")
         c3, c4 = st.columns(2)
         qps = c3.multiselect("Base QPs (HEVC, hand-crafted QP_I, rate-control anchors)", list(QP_GRID),
                              default=list(APP_QPS), key=K + "qps")

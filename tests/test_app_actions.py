@@ -144,3 +144,12 @@ def test_existing_folder_is_only_accepted_under_the_data_roots(tmp_path):
         assert "/etc" not in str(info.value)
     with pytest.raises(DmicInputError):
         app_actions.allowed_data_folder(str(data / "missing"), ws, [data])
+
+
+def test_codec_choices_put_hm_first_and_state_x265s_measured_speed_up():
+    from dmic_core.app_actions import codec_choices
+
+    both = codec_choices(["x265", "hm"])
+    assert list(both) == ["hm", "x265"]
+    assert "less encode time than HM" in both["x265"] and "BD-rate" in both["x265"]
+    assert list(codec_choices(["x265"])) == ["x265"]
