@@ -127,6 +127,7 @@ def code_volume(volume: Volume, *, frame_qps: np.ndarray | None, ctu_dqp: np.nda
     result = codec.encode(samples, setup.bit_depth, coded_qps, offsets,
                           bitrate_kbps=bitrate_kbps, progress=progress)
     coded = time.perf_counter()
+    del samples  # a volume of memory the rest does not need
     recon_hu = mapping.to_hu(crop_frames(result.recon, (h, w)))
     qp_map = None
     if frame_qps is not None:  # in paper QPs, limited to what the codec could code (0..51 coded)
