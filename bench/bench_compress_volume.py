@@ -2,7 +2,7 @@
 
 Each run is a fresh ``dmic compress IMG --method dmic --lambda 10`` *process* (start-up included,
 as a person runs it). While it runs the bench samples the resident memory of its whole process
-tree (the compress process and its children, e.g. libde265's decoder) every 20 ms from /proc; at
+tree (the compress process and its children, e.g. libde265's decoder; PSS) every 20 ms from /proc; at
 the end it takes the kernel's peak RSS of the process (``wait4`` rusage, children included) and
 the stages from ``result.json``, which accounts for the whole job (start-up, read, mask, decide,
 to_samples, encode, decode, codec_other, to_hu, segment, score, write). A stage's peak is the
@@ -50,6 +50,11 @@ STAGES = ("startup", "read", "mask", "decide", "to_samples", "encode", "decode",
           "segment", "score", "write")
 
 
+#: The sweep's 16 points: 8 HEVC base QPs and 8 DMIC lambdas.
+SWEEP_QPS = [12, 17, 22, 27, 32, 37, 42, 47]
+SWEEP_LAMBDAS = [0.0, 0.5, 1.0, 3.0, 5.0, 10.0, 30.0, 100.0]
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -69,8 +74,17 @@ def _tree(pid: int) -> list[int]:
 
 
 def tree_rss_mb(pid: int) -> float:
+    """Memory of the process tree: the sum of each process's PSS (shared pages split between the
+    processes sharing them, so a just-forked child such as libde265's decoder is not counted as a
+    second copy of its parent, as a plain RSS sum would); RSS where smaps_rollup is missing."""
     total = 0.0
     for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) / 1024
+            continue
+        except (OSError, StopIteration, ValueError):
+            pass
         try:
             with open(f"/proc/{p}/statm") as fh:
                 total += int(fh.read().split()[1]) * PAGE_MB
@@ -162,9 +176,7 @@ def bench_compress(image: Path, repo: Path, work: Path) -> dict:
 
 
 def bench_sweep(image: Path, repo: Path, work: Path) -> dict:
-    from dmic_core.defaults import LAMBDA_GRID, QP_GRID
-
-    qps, lambdas = list(QP_GRID)[:8], list(LAMBDA_GRID)[:8]
+    qps, lambdas = SWEEP_QPS, SWEEP_LAMBDAS
     out = work / f"sweep-{image.parent.name}"
     cmd = [sys.executable, "-m", "dmic_core.cli", "sweep", str(image), "--methods", "hevc,dmic",
            "--qps", ",".join(f"{q:g}" for q in qps), "--lambdas", ",".join(f"{x:g}" for x in lambdas),
@@ -268,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", default="275,128", help="volume lengths (512 x 512 frames)")
     parser.add_argument("--seed", type=int, default=9500, help="first phantom seed (compress-bench range)")
     parser.add_argument("--sweep-slices", type=int, default=0, help="also a 16-point sweep of a volume this long")
+    parser.add_argument("--only-extras", action="store_true", help="skip the compress runs (sweep/job only)")
     parser.add_argument("--job", action="store_true", help="also one app job (job store) on the shortest volume")
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout to run (default: this one)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dmic-bench-compress")
@@ -284,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": platform.processor() or platform.machine(), "volumes": [], "started_load": load()}
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
         work = Path(tmp)
-        for i, n in enumerate(lengths):
+        for i, n in enumerate([] if args.only_extras else lengths):
             entry = bench_compress(phantom(args.seed + i, n, args.data), args.repo.resolve(), work)
             print_stages(entry)
             report["volumes"].append(entry)
