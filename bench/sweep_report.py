@@ -38,10 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from dmic_core import sweep as sw  # noqa: E402
 from dmic_core.evaluation.bd import bd_table  # noqa: E402
+from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary  # noqa: E402
 from dmic_core.methods import METHOD_NAMES, Decision, PointSpec, settings_for  # noqa: E402
 from dmic_core.runs import CaseSpec, PointJob, run_points  # noqa: E402
 from dmic_core.defaults import DEFAULT_AGENTS, LAMBDA_GRID, PRETRAINED_AGENTS, QP_GRID, shared_data_dir  # noqa: E402
 from dmic_core.pipeline import TASK_CODING  # noqa: E402
+from dmic_core.protocol.methods import decide_gop8  # noqa: E402
 
 REAL_CT = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
 #: Held-out phantom seeds: disjoint from the segmenter's (1000-3009), the agents' source domain
@@ -67,16 +69,8 @@ def _decide_twolevel_ext(case, setting, setup, **_):
     return Decision(dmic_frame_qps(qp_i, case.volume.n_frames), dqp, seconds=time.perf_counter() - start)
 
 
-def _decide_gop8(case, setting, setup, **_):
-    """The agents' and maps' frame-level rule alone (QP_I and the GOP-8 P-frame rule, no CTU
-    offsets): separates the frame-level QP pattern's share of their gains from the CTU maps'."""
-    from dmic_core.codecs.qp import dmic_frame_qps
-
-    return Decision(dmic_frame_qps(int(setting), case.volume.n_frames), None)
-
-
 #: This report's own reference rules, run beside the registry's methods (``run_points(deciders=...)``).
-EXTRA_DECIDERS = {"twolevel-ext": _decide_twolevel_ext, "gop8": _decide_gop8}
+EXTRA_DECIDERS = {"twolevel-ext": _decide_twolevel_ext, "gop8": decide_gop8}
 
 
 def _sha(path: Path) -> str:
@@ -138,23 +132,6 @@ def volumes(names: list[str], work: Path) -> list[dict[str, Any]]:
     return out
 
 
-OFFSET_KEYS = ("qp_i", "mean_fg_offset", "mean_bg_offset", "fg_ctu_fraction")
-
-
-def _offsets(case, result) -> dict[str, Any]:
-    """QP_I and the mean foreground / background CTU offsets of a point (computed in its worker)."""
-    from dmic_core.maps import foreground_ctus
-
-    if result.qp_map is None or result.paper_frame_qps is None:
-        return {}
-    fg = foreground_ctus(case.reference.roi)
-    off = result.qp_map - np.asarray(result.paper_frame_qps)[:, None, None]
-    return {"qp_i": int(result.paper_frame_qps[0]),
-            "mean_fg_offset": float(off[fg].mean()) if fg.any() else None,
-            "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None,
-            "fg_ctu_fraction": float(fg.mean())}
-
-
 def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambdas: list[float],
                agents: dict[str, str], work: Path, workers: int) -> pd.DataFrame:
     """All points of one volume (resuming from ``points.jsonl``)."""
@@ -185,7 +162,7 @@ def run_volume(vol: dict[str, Any], methods: list[str], qps: list[float], lambda
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
             run_points(todo, setup=TASK_CODING, workers=workers, on_point=on_point, anchor_bits=anchors,
-                       deciders=EXTRA_DECIDERS, annotate=_offsets, keep_maps=False)
+                       deciders=EXTRA_DECIDERS, annotate=offset_summary, keep_maps=False)
     frame = pd.DataFrame(rows)
     frame = frame[frame.method.isin(methods)]
     return frame.sort_values(["method", "bpp"]).reset_index(drop=True)

@@ -32,7 +32,8 @@ ORACLE_BG: tuple[int, ...] = tuple(o for o in PAPER.bg_offsets if o >= 4)
 
 
 def decide_gop8(case: "Case", setting: float, setup: "CodingSetup", **_: Any) -> Decision:
-    return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), None)
+    """QP_I = ``setting`` as given (the sweep report also runs it outside the paper's range)."""
+    return Decision(dmic_frame_qps(int(setting), case.volume.n_frames), None)
 
 
 def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 0, bg: int = 8,

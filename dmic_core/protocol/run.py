@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
 from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
+from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary
 from dmic_core.methods.base import PointSpec
 from dmic_core.methods.registry import ANCHOR
 from dmic_core.protocol.methods import ORACLE_BG, ORACLE_FG, PROTOCOL_DECIDERS
@@ -106,21 +107,6 @@ def row_key(row: dict[str, Any]) -> tuple:
             row.get("agents_sha"))
 
 
-def _annotate(case, result) -> dict[str, Any]:
-    """QP_I and the mean offsets on foreground / background CTUs (computed in the worker)."""
-    import numpy as np
-
-    from dmic_core.maps import foreground_ctus
-
-    if result.qp_map is None or result.paper_frame_qps is None:
-        return {}
-    fg = foreground_ctus(case.reference.roi)
-    off = result.qp_map - np.asarray(result.paper_frame_qps)[:, None, None]
-    return {"qp_i": int(result.paper_frame_qps[0]),
-            "mean_fg_offset": float(off[fg].mean()) if fg.any() else None,
-            "mean_bg_offset": float(off[~fg].mean()) if (~fg).any() else None}
-
-
 def log_path(plan: "ProtocolPlan", work: str | Path) -> Path:
     """``WORK/<fingerprint>/points.jsonl``: the point log of this plan's models and coding."""
     return Path(work) / fingerprint(plan) / "points.jsonl"
@@ -147,13 +133,13 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
         row = {"volume": by_image[job.case.image], "curve": job.name, **result.row(),
                "fg": job.options.get("fg"), "bg": job.options.get("bg"),
                "agents_sha": _agents_sha(job.options.get("agents")),
-               **{k: result.extra.get(k) for k in ("qp_i", "mean_fg_offset", "mean_bg_offset")}}
+               **{k: result.extra.get(k) for k in OFFSET_KEYS}}
         points.add(row)
         log(f"[evaluate] {done}/{total} {row['volume']} {row['curve']}@{row['setting']:g} "
             f"{row['bpp']:.4f} bpp mIoU {row['miou']:.4f} ({time.perf_counter() - start:.0f} s)")
 
     run_points(todo, workers=workers, on_point=record, anchor_bits=known, deciders=PROTOCOL_DECIDERS,
-               annotate=_annotate, keep_maps=False)
+               annotate=offset_summary, keep_maps=False)
     return points
 
 
