@@ -14,7 +14,6 @@ queueing between sessions); each session sees only its own jobs.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import time
