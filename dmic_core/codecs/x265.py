@@ -38,9 +38,9 @@ _NOMINAL_FPS = 25.0
 #: Narrowest picture x265 codes correctly. x265 refuses pictures smaller than one CTU (64), and
 #: libx265 3.5 (build 199) mis-reconstructs pictures exactly one CTU wide: its reconstruction
 #: then differs from what the stream decodes to (libde265 and FFmpeg agree with each other),
-#: from the right picture edge, differently from run to run. Measured with
-#: bench/stress_x265_recon.py: width 64 mismatched in 28 of 36 encodes, widths 72-200 in 0 of 84
-#: (docs/codec.md). One more CTU column, even a partial one, avoids it; 16 more samples rather
+#: from the right picture edge, differently from run to run. Measured (docs/codec.md, 16-frame
+#: encodes of 12 inputs per size): width 64 mismatched in 28 of 36, widths 72-200 in 0 of 84;
+#: bench/stress_x265_recon.py reproduces it. One more CTU column, even a partial one, avoids it; 16 more samples rather
 #: than 8 because libde265 1.0.11 aborts on 10/12-bit streams whose width is not a multiple of 16.
 MIN_WIDTH = CTU_SIZE + 16
 #: Lowest picture x265 accepts ("Picture size must be at least one CTU").
@@ -256,7 +256,7 @@ class X265Codec(Codec):
 
     @staticmethod
     def reference_decode(bitstream: bytes, bit_depth: int, qps: np.ndarray | None,
-                        offsets: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+                         offsets: np.ndarray | None) -> tuple[np.ndarray | None, str]:
         """Decode with the first decoder that is exact for this stream: libde265, then PyAV.
 
         PyAV is skipped for 12-bit streams with a CTU at QP >= 50 (FFmpeg mis-decodes them);
