@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.data.mkdir(parents=True, exist_ok=True)
     lengths = [int(s) for s in args.slices.split(",") if s.strip()]
-    report: dict = {"tag": args.tag, "repo": str(args.repo), "cpus": len(os.sched_getaffinity(0)),
+    report: dict = {"tag": args.tag, "repo": os.path.relpath(args.repo.resolve(), ROOT), "cpus": len(os.sched_getaffinity(0)),
                     "machine": platform.processor() or platform.machine(), "volumes": [], "started_load": load()}
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
         work = Path(tmp)

@@ -91,10 +91,10 @@ def test_resolve_slab_reads_one_based_ranges_and_refuses_bad_ones():
             app_actions.resolve_slab("custom", 164, bad)
 
 
-def test_public_error_names_the_users_file_and_leaks_no_path():
+def test_public_error_names_the_users_file_and_leaks_no_path(tmp_path):
     from dmic_core.errors import DmicInputError
 
-    stored = "/home/someone/.dmic/workspaces/0123abcd/uploads/feedbeef/image.nii.gz"
+    stored = str(tmp_path / ".dmic" / "workspaces" / "0123abcd" / "uploads" / "feedbeef" / "image.nii.gz")
     exc = DmicInputError(f"not a readable NIfTI image (File {stored} is not a gzip file)", stored)
     text = app_actions.public_error(exc, "volume", stored, "notes.nii.gz")
     assert text == "notes.nii.gz: not a readable NIfTI image (File notes.nii.gz is not a gzip file)"
