@@ -13,6 +13,7 @@ hash), so a rerun does only what is missing and never mixes numbers of other mod
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -94,9 +95,16 @@ def job_key(volume: str, job: PointJob) -> tuple:
 
 
 def _agents_sha(path: str | None) -> str | None:
-    """First 16 hex digits of an agents checkpoint's sha256 (a replaced checkpoint reruns its curve)."""
+    """First 16 hex digits of an agents checkpoint's sha256 (a replaced checkpoint reruns its curve);
+    hashed once per file version, not once per point."""
     if not path:
         return None
+    stat = Path(path).stat()
+    return _sha16(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha16(path: str, mtime_ns: int, size: int) -> str:
     from dmic_core.assets import sha256
 
     return sha256(Path(path))[:16]

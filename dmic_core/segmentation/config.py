@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from dmic_core.datasets.seeds import seed_range
+
 if TYPE_CHECKING:
     from dmic_core.segmentation.unet import UNet25D
 
-#: Seed ranges of the shipped model (disjoint from the seeds agents and tests elsewhere use).
-TRAIN_SEEDS = range(1000, 1030)
-VAL_SEEDS = range(2000, 2005)
-TEST_SEEDS = range(3000, 3010)
+#: Seed ranges of the shipped model, from the one registry that keeps every range apart.
+TRAIN_SEEDS = seed_range("segmenter-train").seeds
+VAL_SEEDS = seed_range("segmenter-val").seeds
+TEST_SEEDS = seed_range("segmenter-test").seeds
 
 #: Slice spacing (mm) of the training volumes (phantoms: 0.5 mm frames); inputs are resampled to it.
 TRAIN_SLICE_MM = 0.5
