@@ -171,6 +171,8 @@ def _nav(page, label: str, title: str | None = None) -> None:
 def _set_multiselect(page, label: str, values: list[str]) -> None:
     expect = playwright_api.expect
     box = page.get_by_test_id("stMultiSelect").filter(has_text=label)
+    box.wait_for()
+    _wait_idle(page)  # the default chips must be drawn before they are counted and removed
     removes = box.locator('button[aria-label^="Remove"]')
     for left in range(removes.count() - 1, -1, -1):
         removes.first.click()
