@@ -277,3 +277,23 @@ def test_a2c_trains_and_resumes(tiny_env, tmp_path, strategy):
     assert again.resume() and again.iteration == 2
     again.train(log_every=1)
     assert again.iteration == 3
+
+
+def test_handcrafted_shapes_give_five_different_maps():
+    """Issue 13: linear, exp and square once rounded to bit-identical maps on coronary masks.
+    On a phantom's coronary label every pair of shapes must now differ on some CTU."""
+    from dmic_core.datasets.phantom import generate_phantom
+
+    _, label = generate_phantom(9100, n_slices=48, size=512)
+    z = int(np.argmax(label.sum(axis=(1, 2))))
+    mask = label[max(0, z - 8): z + 8] > 0
+    maps = {m: handcrafted_offsets(mask, m) for m in HANDCRAFTED}
+    fg = foreground_ctus(mask)
+    for a in HANDCRAFTED:
+        assert PAPER.is_valid_offset_map(maps[a], fg)
+        assert np.all(maps[a][~fg] == max(PAPER.bg_offsets))
+        for b in HANDCRAFTED:
+            if a < b:
+                assert not np.array_equal(maps[a], maps[b]), (a, b)
+    # concave shapes protect more: log's mean foreground offset is below exp's
+    assert maps["log"][fg].mean() < maps["exp"][fg].mean()

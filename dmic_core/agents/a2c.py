@@ -41,6 +41,21 @@ from dmic_core.agents.strategies import STRATEGIES, param_groups
 from dmic_core.maps import foreground_ctus
 
 
+#: How the policy gradient weighs actions. ``sampled``: the classic A2C estimate, ``A = r - V(s)``
+#: for the one sampled action. ``all_actions``: the surrogate gives the reward of *every* action
+#: of an episode (each QP_I with the episode's CTU offsets; each CTU's every offset with the
+#: others kept), so the gradient is the exact expectation ``sum_a grad pi(a|s) A(a)`` with
+#: ``A(a) = Q(a) - sum_a' pi(a') Q(a')`` (Mean Actor-Critic, Allen et al. 2017), each
+#: episode's advantages divided by their spread. No sampling noise, and every lambda weighs the
+#: same; the sampled estimate left the frame agent on QP_I 28-31 even at lambda = 0.
+#: ``greedy``: the same exact action values, but the actor is moved towards the best action of
+#: each state (cross-entropy to ``argmax_a Q(a)``, smoothed by ``greedy_smoothing``): policy
+#: improvement with the surrogate as the model. Unlike the two gradients above it does not
+#: vanish once the policy has settled next to the optimum (QP_I 36 with probability 0.999 when
+#: 37 is better at lambda = 0: the expected gradient towards 37 is proportional to pi(37)).
+ADVANTAGES = ("sampled", "all_actions", "greedy")
+
+
 @dataclass
 class A2CConfig:
     """Everything that defines an A2C run (stored in its checkpoints)."""
@@ -59,6 +74,8 @@ class A2CConfig:
     ctu_grad_samples: int = 512
     ctu_baseline_offset: int = 0
     reward_scale_lambda: float = 10.0
+    advantage: str = "greedy"
+    greedy_smoothing: float = 0.05
     strategy: str = "full"
     seed: int = 0
     checkpoint_every: int = 100
@@ -67,6 +84,8 @@ class A2CConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; known: {list(STRATEGIES)}")
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"unknown advantage {self.advantage!r}; known: {list(ADVANTAGES)}")
         if self.iterations < 0 or self.batch_clips < 1:
             raise ValueError("iterations must be >= 0 and batch_clips >= 1")
 
@@ -100,6 +119,44 @@ class StepStats(NamedTuple):
     entropy_ctu: float
     value_err_frame: float
     gain: float
+
+
+def _expected_advantage(logp: torch.Tensor, q: torch.Tensor, episode: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_a pi(a|s) A(a)`` per state, differentiable in ``pi``, with ``A = Q - E_pi[Q]`` over the
+    valid actions (finite logits; ``q`` of the others is ignored).
+
+    Each episode's advantages are divided by their *policy-weighted* spread,
+    ``sqrt(E_s E_pi[A^2])`` (states of one episode share it: ``episode`` gives each state's
+    episode; ``None``: one state per episode), plus 1% of their plain spread. Why weighted: once
+    the policy has narrowed down to a few good actions, the differences between *those* (e.g.
+    QP_I 36 against 37 at lambda = 0: 1% of the rate) still weigh as much as the early choice
+    between good and bad ones did, and the entropy bonus cannot keep the policy off the optimum.
+    """
+    valid = torch.isfinite(logp)
+    p = torch.where(valid, logp.exp(), torch.zeros_like(logp)).detach()
+    q = torch.where(valid, q, torch.zeros_like(q))
+    adv = (q - (p * q).sum(-1, keepdim=True)) * valid
+    if episode is None:
+        episode = torch.arange(adv.shape[0])
+    spread = torch.zeros(int(episode.max()) + 1)
+    for e in torch.unique(episode):
+        rows = episode == e
+        weighted = (p[rows] * adv[rows].square()).sum(-1).mean().sqrt()
+        vals = adv[rows][valid[rows]]
+        plain = vals.std() if vals.numel() > 1 else torch.tensor(0.0)
+        spread[e] = weighted + 0.01 * plain
+    adv = adv / (spread[episode][:, None] + 1e-8)
+    return (torch.where(valid, logp.exp(), torch.zeros_like(logp)) * adv).sum(-1)
+
+
+def _best_response_loss(logp: torch.Tensor, q: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy of the policy to the best valid action of each state (ties: the first),
+    ``smoothing`` of the target spread evenly over the valid actions."""
+    valid = torch.isfinite(logp)
+    best = torch.where(valid, q, torch.full_like(q, -torch.inf)).argmax(-1)
+    target = valid.float() * (smoothing / valid.sum(-1, keepdim=True).clamp(min=1))
+    target[torch.arange(len(best)), best] += 1.0 - smoothing
+    return -(target * torch.where(valid, logp, torch.zeros_like(logp))).sum(-1)
 
 
 def _masked_entropy(logits: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
@@ -182,10 +239,12 @@ class A2CTrainer:
         ctu_scale = np.ones(len(c_act))
         rates, drops, gains = np.zeros(b), np.zeros(b), np.zeros(b)
         start = 0
+        per_clip_offsets = []
         for j, cl in enumerate(clips):
             shape = cl.foreground.shape
             n = int(np.prod(shape))
             off = offsets[start:start + n].reshape(shape)
+            per_clip_offsets.append(off)
             r, rc = cl.cache.ctu_rewards(int(qp_is[j]), off, float(lam[j]), c.ctu_baseline_offset)
             out = cl.cache.evaluate(int(qp_is[j]), off, float(lam[j]))
             clip_r[j], rates[j], drops[j] = r, out.rate, out.drop
@@ -198,21 +257,34 @@ class A2CTrainer:
         # so each lambda's optimum is unchanged) so that high-lambda episodes do not drown the rest
         scale = 1.0 + lam / c.reward_scale_lambda if c.reward_scale_lambda > 0 else np.ones(b)
         f_ret = torch.as_tensor(clip_r / scale, dtype=torch.float32)
-        f_adv = (f_ret - f_value).detach()
         f_logp = f_logp_all.gather(1, f_act[:, None]).squeeze(1)
         f_ent = _masked_entropy(f_logits, f_logp_all).mean()
-        loss_f = -(f_adv * f_logp).mean() + c.value_coef * (f_value - f_ret).square().mean() \
-            - c.entropy_coef_frame * f_ent
         k = min(c.ctu_grad_samples, len(c_act))
         sel = torch.randperm(len(c_act), generator=self.torch_gen)[:k]
         lc, vc = self.agents.ctu(planes[sel], context[sel], amask[sel])
         lp_all = torch.log_softmax(lc, -1)
         c_logp = lp_all.gather(1, c_act[sel][:, None]).squeeze(1)
         c_ret = torch.as_tensor(ctu_r / ctu_scale, dtype=torch.float32)[sel]
-        c_adv = (c_ret - vc).detach()
         c_ent = _masked_entropy(lc, lp_all).mean()
-        loss_c = -(c_adv * c_logp).mean() + c.value_coef * (vc - c_ret).square().mean() \
-            - c.entropy_coef_ctu * c_ent
+        if c.advantage in ("all_actions", "greedy"):
+            f_q = torch.as_tensor(np.stack([cl.cache.frame_action_values(self.space.qp_i, off_j, float(l))
+                                            for cl, off_j, l in zip(clips, per_clip_offsets, lam)]),
+                                  dtype=torch.float32)
+            c_q = torch.as_tensor(np.concatenate([
+                cl.cache.ctu_action_values(int(q), off_j, float(l), self.space.offsets).reshape(-1, len(self.space.offsets))
+                for cl, q, off_j, l in zip(clips, qp_is, per_clip_offsets, lam)]), dtype=torch.float32)[sel]
+        if c.advantage == "greedy":
+            pg_f = _best_response_loss(f_logp_all, f_q, c.greedy_smoothing).mean()
+            pg_c = _best_response_loss(lp_all, c_q, c.greedy_smoothing).mean()
+        elif c.advantage == "all_actions":
+            pg_f = -_expected_advantage(f_logp_all, f_q).mean()
+            ep = torch.as_tensor(np.repeat(np.arange(b), [o.size for o in per_clip_offsets]))[sel]
+            pg_c = -_expected_advantage(lp_all, c_q, ep).mean()
+        else:
+            pg_f = -((f_ret - f_value).detach() * f_logp).mean()
+            pg_c = -((c_ret - vc).detach() * c_logp).mean()
+        loss_f = pg_f + c.value_coef * (f_value - f_ret).square().mean() - c.entropy_coef_frame * f_ent
+        loss_c = pg_c + c.value_coef * (vc - c_ret).square().mean() - c.entropy_coef_ctu * c_ent
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
             (loss_f + loss_c).backward()

@@ -340,6 +340,26 @@ class ClipCache:
         r_cf = reward((tot_b - b + b0) / self.bits_ref, self.original_miou - miou_cf, lam)
         return r, (r - r_cf) * idx.size
 
+    def frame_action_values(self, qp_is: Sequence[int], offsets: np.ndarray, lam: float) -> np.ndarray:
+        """Clip reward of every QP_I in ``qp_is`` with the same CTU ``offsets``: the frame agent's
+        action values ``Q(a)`` for one episode (exact on the surrogate, no sampling)."""
+        return np.asarray([self.evaluate(int(q), offsets, lam).reward for q in qp_is])
+
+    def ctu_action_values(self, qp_i: int, offsets: np.ndarray, lam: float,
+                          candidates: Sequence[int]) -> np.ndarray:
+        """Clip reward with each CTU alone moved to each candidate offset, the other CTUs kept:
+        ``(F, R, C, len(candidates))``. Row ``[f, r, c, j]`` is the counterfactual clip reward
+        of CTU ``(f, r, c)`` taking ``candidates[j]``; for the offset it took, it is the clip
+        reward itself. The CTU agent's action values (difference rewards for every action)."""
+        b, tp, pc, _ = self._gather(self.key_index(qp_i, offsets))
+        tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
+        out = np.empty(b.shape + (len(candidates),))
+        for j, cand in enumerate(candidates):
+            bj, tpj, pcj, _ = self._gather(self.key_index(qp_i, np.full_like(np.asarray(offsets), cand)))
+            miou = scores_from_counts(tot_tp - tp + tpj, tot_pc - pc + pcj, self.ref_count, self.n_voxels)["miou"]
+            out[..., j] = reward((tot_b - b + bj) / self.bits_ref, self.original_miou - miou, lam)
+        return out
+
     # ---------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         np.savez_compressed(

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--oracle-volumes", type=int, default=4, help="labelled volumes the oracle runs on")
     p.add_argument("--agents", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="one more agents curve besides the shipped checkpoints (repeatable)")
+    p.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m], default=None,
+                   help="comma list of methods to run (default all: anchors, rules, the agents' curves "
+                        "as 'dmic', the oracle); the report always covers every method in the log")
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
     p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
     p.set_defaults(func=run)
@@ -41,7 +44,7 @@ def run(args) -> int:
     from dmic_core.datasets.seeds import role_of
     from dmic_core.errors import DmicInputError
     from dmic_core.protocol.report import write_report
-    from dmic_core.protocol.run import ProtocolPlan, run_protocol, shipped_agents
+    from dmic_core.protocol.run import ALL_METHODS, ProtocolPlan, run_protocol, shipped_agents
     from dmic_core.protocol.volumes import evaluation_volumes
 
     bad = [s for s in args.seeds if role_of(s) is None or role_of(s).role != "evaluation"]
@@ -56,7 +59,11 @@ def run(args) -> int:
         agents[f"dmic:{name}"] = path
     start = time.perf_counter()
     volumes = evaluation_volumes(args.work / "volumes", args.seeds, real_ct=not args.no_real_ct)
-    plan = ProtocolPlan(volumes, agents, oracle_volumes=args.oracle_volumes)
+    try:
+        plan = ProtocolPlan(volumes, agents, oracle_volumes=args.oracle_volumes,
+                            methods=tuple(args.methods or ALL_METHODS))
+    except ValueError as exc:
+        raise DmicInputError(str(exc)) from None
     if args.report_only:
         from dmic_core.protocol.run import log_path, row_key
         from dmic_core.runs import PointLog

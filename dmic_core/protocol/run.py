@@ -33,6 +33,9 @@ from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
 QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
 QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8")
 ORACLE = "oracle"
+#: The agents' curves (one per checkpoint of :attr:`ProtocolPlan.agents`).
+AGENTS = "dmic"
+ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, ORACLE)
 
 
 def shipped_agents() -> dict[str, str]:
@@ -53,21 +56,30 @@ class ProtocolPlan:
     qp_is: Sequence[float] = EVALUATION_QP_IS
     lambdas: Sequence[float] = EVALUATION_LAMBDAS
     oracle_volumes: int = 4
-    methods: Sequence[str] = (*QP_METHODS, *QP_I_METHODS)
+    methods: Sequence[str] = ALL_METHODS
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(ALL_METHODS))
+        if unknown:
+            raise ValueError(f"unknown protocol methods {unknown}; known: {', '.join(ALL_METHODS)}")
 
     def jobs(self) -> list[PointJob]:
+        """Every point of the plan, volume by volume (``dmic`` and ``oracle`` in :attr:`methods`
+        switch the agents' curves and the oracle on)."""
         jobs: list[PointJob] = []
         labelled = [v for v in self.volumes if v.label is not None]
         oracle_names = {v.name for v in labelled[: self.oracle_volumes]}
         for vol in self.volumes:
             case = CaseSpec(vol.image, vol.label, "builtin", tuple(vol.slices))
             for method in self.methods:
+                if method not in QP_METHODS + QP_I_METHODS:
+                    continue
                 settings = self.qps if method in QP_METHODS else self.qp_is
                 jobs.extend(PointJob(case, PointSpec(method, float(s))) for s in settings)
-            for name, path in self.agents.items():
+            for name, path in (self.agents.items() if AGENTS in self.methods else ()):
                 jobs.extend(PointJob(case, PointSpec("dmic", float(lam)), {"agents": path}, name)
                             for lam in self.lambdas)
-            if vol.name in oracle_names:
+            if vol.name in oracle_names and ORACLE in self.methods:
                 jobs.extend(PointJob(case, PointSpec(ORACLE, float(q)), {"fg": fg, "bg": bg}, ORACLE)
                             for q in self.qp_is for fg in ORACLE_FG for bg in ORACLE_BG)
         return jobs
@@ -151,4 +163,4 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     return points
 
 
-__all__ = ["ORACLE", "ProtocolPlan", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
+__all__ = ["AGENTS", "ALL_METHODS", "ORACLE", "ProtocolPlan", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
