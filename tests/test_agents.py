@@ -255,15 +255,17 @@ def test_difference_rewards(tiny_env):
         cache.key_index(22, off)
 
 
+@pytest.mark.parametrize("advantage", ["sampled", "all_actions", "greedy"])
 @pytest.mark.parametrize("strategy", ["full", "a2c"])
-def test_a2c_trains_and_resumes(tiny_env, tmp_path, strategy):
+def test_a2c_trains_and_resumes(tiny_env, tmp_path, strategy, advantage):
     from dmic_core.agents.a2c import A2CConfig, A2CTrainer, TrainClip
 
     vol, seg, ref, cache, env = tiny_env
     clip = TrainClip.from_volume(vol.hu, ref.roi, cache)
     torch.manual_seed(0)
     agents = DMICAgents(TINY)
-    cfg = A2CConfig(iterations=2, batch_clips=2, strategy=strategy, ctu_grad_samples=16, checkpoint_every=1)
+    cfg = A2CConfig(iterations=2, batch_clips=2, strategy=strategy, ctu_grad_samples=16, checkpoint_every=1,
+                    advantage=advantage)
     frozen = {k: v.clone() for k, v in agents.frame.fe.state_dict().items()}
     trainer = A2CTrainer(agents, [clip], cfg, tmp_path / "agents.pt")
     hist = trainer.train(log_every=1)
@@ -277,6 +279,44 @@ def test_a2c_trains_and_resumes(tiny_env, tmp_path, strategy):
     assert again.resume() and again.iteration == 2
     again.train(log_every=1)
     assert again.iteration == 3
+
+
+def test_action_values_agree_with_the_surrogate(tiny_env):
+    """Every action value is the surrogate's clip reward of that action (no approximation)."""
+    vol, seg, ref, cache, env = tiny_env
+    fg = foreground_ctus(ref.roi)
+    off = np.where(fg, 0, 6).astype(np.int32)
+    q = cache.ctu_action_values(30, off, 5.0, TINY.offsets)
+    taken = np.searchsorted(TINY.offsets, off)
+    r = cache.evaluate(30, off, 5.0).reward
+    assert np.allclose(np.take_along_axis(q, taken[..., None], -1)[..., 0], r)
+    f, row, col = np.argwhere(~fg)[0]
+    moved = off.copy()
+    moved[f, row, col] = 2
+    assert q[f, row, col, TINY.offsets.index(2)] == pytest.approx(cache.evaluate(30, moved, 5.0).reward)
+    assert cache.frame_action_values((30,), off, 5.0) == pytest.approx([r])
+
+
+def test_greedy_update_finds_the_rate_only_optimum(tiny_env):
+    """At lambda = 0 the reward is rate alone: after a short greedy training every CTU takes the
+    coarsest offset its class allows."""
+    from dmic_core.agents.a2c import A2CConfig, A2CTrainer, TrainClip
+    from dmic_core.agents.features import ctu_observation
+
+    vol, seg, ref, cache, env = tiny_env
+    clip = TrainClip.from_volume(vol.hu, ref.roi, cache)
+    torch.manual_seed(0)
+    agents = DMICAgents(TINY)
+    cfg = A2CConfig(iterations=40, batch_clips=2, lambda_zero_prob=1.0, ctu_grad_samples=64, advantage="greedy",
+                    lr_ctu=1e-3)
+    trainer = A2CTrainer(agents, [clip], cfg)
+    trainer.train(log_every=10)
+    obs = ctu_observation(clip.ctu_base, TINY.frame_qps(30, clip.ctu_base.shape[0]), 0.0)
+    with torch.no_grad():
+        logits, _ = agents.ctu(obs.planes, obs.context, trainer._valid[obs.foreground.long()])
+    off = TINY.offset_of(logits.argmax(-1).numpy()).reshape(clip.foreground.shape)
+    assert np.all(off[clip.foreground] == max(TINY.fg_offsets))
+    assert np.all(off[~clip.foreground] == max(TINY.bg_offsets))
 
 
 def test_handcrafted_shapes_give_five_different_maps():

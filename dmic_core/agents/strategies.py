@@ -24,8 +24,22 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch only where parameters are touched: the registry is read by argparse and the app
     from torch import nn
-
     from dmic_core.agents.policies import PolicyAgent
+
+
+#: How the policy gradient weighs actions. ``sampled``: the classic A2C estimate, ``A = r - V(s)``
+#: for the one sampled action. ``all_actions``: the surrogate gives the reward of *every* action
+#: of an episode (each QP_I with the episode's CTU offsets; each CTU's every offset with the
+#: others kept), so the gradient is the exact expectation ``sum_a grad pi(a|s) A(a)`` with
+#: ``A(a) = Q(a) - sum_a' pi(a') Q(a')`` (Mean Actor-Critic, Allen et al. 2017), each
+#: episode's advantages divided by their spread. No sampling noise, and every lambda weighs the
+#: same; the sampled estimate left the frame agent on QP_I 28-31 even at lambda = 0.
+#: ``greedy``: the same exact action values, but the actor is moved towards the best action of
+#: each state (cross-entropy to ``argmax_a Q(a)``, smoothed by ``greedy_smoothing``): policy
+#: improvement with the surrogate as the model. Unlike the two gradients above it does not
+#: vanish once the policy has settled next to the optimum (QP_I 36 with probability 0.999 when
+#: 37 is better at lambda = 0: the expected gradient towards 37 is proportional to pi(37)).
+ADVANTAGES = ("sampled", "all_actions", "greedy")
 
 
 @dataclass(frozen=True)

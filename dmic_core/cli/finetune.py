@@ -9,7 +9,7 @@ from dmic_core.cli.common import print_json
 
 
 def register(subparsers) -> None:
-    from dmic_core.agents.strategies import DEFAULT_STRATEGY, STRATEGY_NAMES
+    from dmic_core.agents.strategies import ADVANTAGES, DEFAULT_STRATEGY, STRATEGY_NAMES
     from dmic_core.defaults import PRETRAINED_AGENTS
 
     parser = subparsers.add_parser(
@@ -37,6 +37,11 @@ def register(subparsers) -> None:
                         help="choose the iteration with the best greedy reward on the first N validation volumes "
                              "(surrogate; 0 = keep the last iteration, the paper's protocol)")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--actor-update", choices=ADVANTAGES, default="greedy",
+                        help="sampled: the paper's A2C estimate; all_actions / greedy: the surrogate's value of "
+                             "every action (greedy reaches the optimum; see dmic_core.agents.a2c)")
+    parser.add_argument("--lambda-zero-prob", type=float, default=0.1,
+                        help="share of training episodes at lambda = 0")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=run)
 
@@ -51,7 +56,8 @@ def run(args) -> int:
                          clips_per_volume=args.clips_per_volume, slab=args.slab,
                          preset=None if args.preset in ("", "none", "default") else args.preset,
                          segmenter=args.segmenter, workers=args.workers, threads=args.threads,
-                         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), val_volumes=args.val_volumes)
+                         cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), val_volumes=args.val_volumes,
+                         actor_update=args.actor_update, lambda_zero_prob=args.lambda_zero_prob)
 
     def log(msg: str) -> None:
         if not args.quiet:

@@ -35,6 +35,10 @@ class FinetuneConfig:
             greedy agents there every 100 iterations and writes the best-scoring iteration as the
             output (``X.pt``; the last one stays in ``X.last.pt``): model selection on validation
             data, never on test data.
+        actor_update: how the actor learns (:data:`dmic_core.agents.a2c.ADVANTAGES`): ``sampled``
+            is the paper's A2C estimate; ``all_actions`` / ``greedy`` use the surrogate's value of
+            every action (the default, ``greedy``, is the one that reaches the optimum).
+        lambda_zero_prob: share of training episodes at lambda = 0 (rate only).
     """
 
     data: str
@@ -62,6 +66,8 @@ class FinetuneConfig:
     cache_dir: str = str(DEFAULT_CACHE_DIR)
     checkpoint_every: int = 100
     val_volumes: int = 0
+    actor_update: str = "greedy"
+    lambda_zero_prob: float = 0.1
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:

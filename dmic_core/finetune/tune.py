@@ -91,7 +91,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, prog
                             lr_ctu=cfg.lr_ctu, entropy_coef_frame=cfg.entropy_frame,
                             entropy_coef_ctu=cfg.entropy_ctu, ctu_grad_samples=cfg.ctu_grad_samples,
                             strategy=cfg.strategy, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                            threads=cfg.threads)
+                            threads=cfg.threads, advantage=cfg.actor_update,
+                            lambda_zero_prob=cfg.lambda_zero_prob)
         pre_meta = dict(agents.meta)
         trainer = A2CTrainer(agents, clips, a2c_cfg, out, val_clips=val_clips)
         resumed = resume and trainer.resume()
