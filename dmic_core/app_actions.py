@@ -288,6 +288,30 @@ def task_status_text(task: dict[str, Any]) -> tuple[str, float | None]:
     return f"{label}: **{task['status']}**" + (f" — {task['error']}" if task.get("error") else ""), None
 
 
+#: What an Upload-page uploader holds on the server: (Streamlit's file id, the user's file name).
+Upload = tuple[str, str]
+
+
+def load_button_state(image: Upload | None, label: Upload | None, loaded: tuple[Any, ...] | None,
+                      current_image: str | None) -> tuple[bool, str]:
+    """Whether the Upload page's *Load* is enabled, and the line shown under it.
+
+    ``image`` and ``label`` are what the two uploaders hold on the server. Streamlit gives an uploader
+    outside a form its new value only once the file has been received in full, so a file still being
+    uploaded reads as ``None`` (a first file) or as the file it replaces. ``loaded`` is the
+    ``(image file id, label file id, stored image path)`` the last *Load* used; ``current_image`` the
+    tab's current volume. Load is enabled only for a complete selection that is not the loaded one:
+    a click while a replacement is on its way can never load the file it replaces again (the page
+    used to submit a form whose uploader still held the old file)."""
+    if image is None:
+        return False, "Load is enabled once the CT volume's upload has finished."
+    names = image[1] + (f" with the label {label[1]}" if label else " (no label)")
+    key = (image[0], label[0] if label else None)
+    if loaded is not None and tuple(loaded[:2]) == key and loaded[2] == current_image:
+        return False, f"Loaded: {names}. Choose another file to load a new volume."
+    return True, f"Ready to load: {names}."
+
+
 _ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[/\\][^\s/\\:'\"()\[\],;]+){2,}")
 
 

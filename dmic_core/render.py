@@ -261,10 +261,11 @@ def difference_limit(original: np.ndarray, decoded: np.ndarray, percentile: floa
 
 def heatmap_figure(values: np.ndarray, plane: str, spacing: tuple[float, float, float], *, zmin: float,
                    zmax: float, colorscale: Any = "gray", colorbar: str | None = None, unit: str = "HU",
-                   title: str = "", max_pixels: int = 320, height: int = 380) -> Any:
+                   title: str = "", max_pixels: int = 320, height: int = 380, hover_note: str = "") -> Any:
     """A display slice (``take_slice`` orientation) as a plotly heatmap: axes in mm from the slice's
     corner at the true aspect, orientation letters on the four edges, a hover readout of the value
-    (``unit``) and the position in mm, and a colour bar titled ``colorbar`` (none when None).
+    (``unit``) and the position in mm (plus ``hover_note``, e.g. the slice's own position), and a
+    colour bar titled ``colorbar`` (none when None).
 
     Large slices are subsampled to at most ``max_pixels`` per side (the readout then reads the
     sampled voxel)."""
@@ -279,7 +280,8 @@ def heatmap_figure(values: np.ndarray, plane: str, spacing: tuple[float, float, 
     fig = go.Figure(go.Heatmap(
         z=shown, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale=colorscale, showscale=colorbar is not None,
         colorbar=dict(title=dict(text=colorbar or "", side="right"), thickness=12, len=0.9) if colorbar else None,
-        hovertemplate=f"%{{z:.0f}} {unit}<br>x %{{x:.1f}} mm, y %{{y:.1f}} mm<extra></extra>"))
+        hovertemplate=f"%{{z:.0f}} {unit}<br>x %{{x:.1f}} mm, y %{{y:.1f}} mm"
+                      + (f"<br>{hover_note}" if hover_note else "") + "<extra></extra>"))
     letters = orientation_letters(plane)
     for key, (x, y, xa, ya) in {"top": (0.5, 1.0, "center", "bottom"), "bottom": (0.5, 0.0, "center", "top"),
                                 "left": (0.0, 0.5, "right", "middle"), "right": (1.0, 0.5, "left", "middle")}.items():

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from dmic_core.app_actions import load_button_state
 from dmic_core.render import (PLANES, WINDOW_PRESETS, Window, heatmap_figure, orientation_letters, plane_length,
                               render_slice, slice_position_mm, take_slice, volume_facts)
 from pages._common import (IMAGE_TYPES, _label, _model_mask, _mtime, _volume, init_state, load_label_cached,
@@ -56,36 +57,61 @@ def rendered(image: str, mtime: float, plane: str, index: int, level: float, wid
                         mask_alpha=mask_alpha, ctu_map=ctu, ctu_alpha=ctu_alpha)
 
 
-def upload_section() -> None:
-    with st.form(K + "form", clear_on_submit=False, border=True):
+def _held(upload) -> tuple[str, str] | None:
+    return None if upload is None else (upload.file_id, upload.name)
+
+
+def _request_load() -> None:
+    st.session_state[K + "load_requested"] = True
+
+
+def upload_section(current: dict | None) -> dict | None:
+    """The two uploaders and *Load*. No form: an uploader's value reaches the server only once its
+    file is there in full, and Load is enabled only for a selection not loaded yet
+    (:func:`dmic_core.app_actions.load_button_state`), so a click while a file is still on its way
+    cannot load the file it replaces. Returns the tab's current volume after a load."""
+    with st.container(border=True):
         c1, c2 = st.columns(2)
         image = c1.file_uploader("CT volume (NIfTI, DICOM series as .zip or one .dcm file, NRRD, MHA)", type=IMAGE_TYPES,
                                  key=K + "image")
         label = c2.file_uploader("Vessel label (optional, same grid)", type=IMAGE_TYPES, key=K + "label")
-        submitted = st.form_submit_button("Load", type="primary")
-    if not submitted:
-        return
-    if image is None:
-        st.error("Choose a CT volume file first (or wait until its upload has finished, then press Load).")
-        return
+        held = (_held(image), _held(label))
+        current_image = current["image"] if current else None
+        enabled, _ = load_button_state(*held, st.session_state.get(K + "loaded"), current_image)
+        error = None
+        if st.session_state.pop(K + "load_requested", False) and enabled:  # Load's click (its callback ran first)
+            error = _load(image, label)
+            current = st.session_state.get("current")
+            current_image = current["image"] if current else None
+        enabled, hint = load_button_state(*held, st.session_state.get(K + "loaded"), current_image)
+        b1, b2 = st.columns([1, 6], vertical_alignment="center")
+        b1.button("Load", type="primary", disabled=not enabled, on_click=_request_load, key=K + "load")
+        b2.caption(hint)
+        if error:
+            show_input_error(*error)
+    return current
+
+
+def _load(image, label) -> tuple | None:
+    """Save and read the held uploads and make them the tab's current volume; the error to show otherwise."""
     started = time.perf_counter()
     image_path = None
     try:
         image_path = save_upload(image.getvalue(), image.name, "image")
         load_volume_cached(image_path)
     except Exception as exc:  # noqa: BLE001 - bad uploads are shown, never raised
-        show_input_error(exc, "volume", image_path, image.name)
-        return
+        return exc, "volume", image_path, image.name
     label_path = None
     if label is not None:
         try:
             label_path = save_upload(label.getvalue(), label.name, "label")
             load_label_cached(label_path, image_path)
         except Exception as exc:  # noqa: BLE001
-            show_input_error(exc, "label", label_path, label.name)
-            return
+            return exc, "label", label_path, label.name
     set_current(image_path, label_path, image.name, None if label is None else label.name)
+    st.session_state[K + "loaded"] = (image.file_id, None if label is None else label.file_id, str(image_path))
     st.session_state[K + "loaded_in"] = time.perf_counter() - started
+    return None
 
 
 def viewer(current: dict) -> None:
@@ -178,12 +204,16 @@ def viewer(current: dict) -> None:
                 st.image(rgb, caption=f"{plane} {number}/{n} · {slice_position_mm(plane, index, volume.spacing):.1f} mm"
                                       f" · top {letters['top']}, bottom {letters['bottom']}, left {letters['left']}, "
                                       f"right {letters['right']}", width="stretch", clamp=True)
-        readout = st.selectbox("HU and mm under the cursor (interactive view)", ["off", *PLANES], key=K + "readout",
-                               help="Shows the chosen plane as an interactive image: hover for HU and position")
+        readout = st.selectbox("HU and mm under the cursor (interactive view)", [*PLANES, "off"], key=K + "readout",
+                               help="Shows the chosen plane, at its slider's slice, as an interactive image: "
+                                    "hover for HU and the position in mm")
         if readout != "off":
-            fig = heatmap_figure(take_slice(volume.hu, readout, indices[readout]), readout, volume.spacing,
+            index = indices[readout]
+            where = (f"{readout} {index + 1}/{plane_length(volume.shape, readout)} at "
+                     f"{slice_position_mm(readout, index, volume.spacing):.1f} mm")
+            fig = heatmap_figure(take_slice(volume.hu, readout, index), readout, volume.spacing,
                                  zmin=float(level) - float(width) / 2, zmax=float(level) + float(width) / 2,
-                                 colorbar="HU", title=f"{readout} slice {indices[readout] + 1}", height=520)
+                                 colorbar="HU", title=f"{where} · hover for HU and mm", height=520, hover_note=where)
             st.plotly_chart(fig, key=K + "readout_fig", width="stretch")
 
     views()
@@ -192,8 +222,7 @@ def viewer(current: dict) -> None:
 def page() -> None:
     state = init_state()
     st.title("Upload & inspect")
-    upload_section()
-    current = st.session_state.get("current") or state["current"]
+    current = upload_section(st.session_state.get("current") or state["current"])
     if current is None:
         st.info("Upload a CT volume above, or run the example from **Home**.")
         return

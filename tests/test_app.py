@@ -97,6 +97,10 @@ def test_upload_page_views_and_overlays(workspace, monkeypatch):
     assert not at.exception, at.exception
     assert not _errors(at)
     assert len(at.get("image")) == 3
+    # nothing uploaded in this session: Load stays disabled until a file has arrived in full
+    assert at.button(key="up_load").disabled
+    assert any("once the CT volume's upload has finished" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1  # the cursor readout (HU and mm) is on by default, axial
     at.selectbox(key="up_window").select("custom").run()
     at.selectbox(key="up_ctu_kind").select("two-level").run()
     at.slider(key="up_axial_idx").set_value(2).run()
@@ -104,8 +108,12 @@ def test_upload_page_views_and_overlays(workspace, monkeypatch):
     at.slider(key="up_coronal_idx").set_value(10).run()
     assert not at.exception
     assert at.get("image")[0].proto.imgs[0].caption.startswith("axial 2/10 · 1.0 mm · top A, bottom P, left R")
-    at.selectbox(key="up_readout").select("axial").run()  # hover readout of HU and mm
+    at.selectbox(key="up_readout").select("off").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 0
+    at.selectbox(key="up_readout").select("coronal").run()  # hover readout of HU and mm
     assert not at.exception and len(at.get("plotly_chart")) == 1
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["hovertemplate"].endswith("<br>coronal 10/96 at 5.4 mm<extra></extra>")
 
 
 def test_upload_bad_file_shows_one_line_error(workspace, monkeypatch, tmp_path):

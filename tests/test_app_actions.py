@@ -153,3 +153,22 @@ def test_codec_choices_put_hm_first_and_state_x265s_measured_speed_up():
     assert list(both) == ["hm", "x265"]
     assert "less encode time than HM" in both["x265"] and "BD-rate" in both["x265"]
     assert list(codec_choices(["x265"])) == ["x265"]
+
+
+def test_load_button_only_for_a_complete_selection_not_loaded_yet():
+    state = app_actions.load_button_state
+    # no file on the server yet (a first upload still on its way): disabled
+    assert state(None, None, None, None)[0] is False
+    assert state(None, ("l1", "label.nii.gz"), None, None)[0] is False
+    enabled, hint = state(("f1", "a.nii.gz"), ("l1", "label.nii.gz"), None, None)
+    assert enabled and hint == "Ready to load: a.nii.gz with the label label.nii.gz."
+    loaded = ("f1", "l1", "/ws/uploads/x/image.nii.gz")
+    # the uploaders still hold what was loaded (a replacement not arrived yet): disabled
+    enabled, hint = state(("f1", "a.nii.gz"), ("l1", "label.nii.gz"), loaded, loaded[2])
+    assert not enabled and hint.startswith("Loaded: a.nii.gz")
+    # a new image, a new or removed label, or another current volume (Home's example): enabled
+    assert state(("f2", "b.dcm"), ("l1", "label.nii.gz"), loaded, loaded[2]) == (
+        True, "Ready to load: b.dcm with the label label.nii.gz.")
+    assert state(("f1", "a.nii.gz"), ("l2", "other.nii.gz"), loaded, loaded[2])[0]
+    assert state(("f1", "a.nii.gz"), None, loaded, loaded[2]) == (True, "Ready to load: a.nii.gz (no label).")
+    assert state(("f1", "a.nii.gz"), ("l1", "label.nii.gz"), loaded, "/ws/example/image.nii.gz")[0]

@@ -64,9 +64,9 @@ def main() -> None:
             files = page.locator('input[type="file"]')
             files.nth(0).set_input_files(str(image))
             files.nth(1).set_input_files(str(mask))
-            button = page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Load")
-            page.wait_for_function("() => !document.querySelector('[data-testid=stBaseButton-primaryFormSubmit]')"
-                                   ".disabled", timeout=120_000)
+            button = page.get_by_test_id("stBaseButton-primary").filter(has_text="Load")
+            # Load is enabled once both files are on the server (the caption names them)
+            page.get_by_text(f"Ready to load: {image.name} with the label {mask.name}.").wait_for(timeout=120_000)
             start = time.perf_counter()
             button.click()
             page.locator('[data-testid="stImage"] img').first.wait_for(timeout=60_000)

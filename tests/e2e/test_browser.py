@@ -136,16 +136,25 @@ def _new_page(browser, url: str | None = None):
     return context, page, requests
 
 
+def _load_button(page):
+    return page.get_by_test_id("stBaseButton-primary").filter(has_text="Load")
+
+
+def _selection(image: Path, label: Path | None) -> str:
+    """How the Upload page names a selection under its Load button."""
+    return image.name + (f" with the label {label.name}" if label is not None else " (no label)")
+
+
 def _upload(page, image: Path, label: Path | None) -> None:
     _nav(page, "Upload & inspect")
     uploads = page.locator('input[type="file"]')
-    boxes = page.get_by_test_id("stFileUploader")
     uploads.nth(0).set_input_files(str(image))
-    boxes.nth(0).get_by_text(image.name, exact=True).wait_for()  # the upload has reached the server
     if label is not None:
         uploads.nth(1).set_input_files(str(label))
-        boxes.nth(1).get_by_text(label.name, exact=True).wait_for()
-    page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Load").click()
+    names = _selection(image, label)
+    page.get_by_text(f"Ready to load: {names}.", exact=True).wait_for()  # both files are on the server
+    _load_button(page).click()
+    page.get_by_text(f"Loaded: {names}.", exact=False).wait_for()
     page.get_by_text("frames x height x width").wait_for()
     _images_loaded(page, 3)
     _wait_idle(page)
@@ -319,3 +328,145 @@ def test_real_ct_with_an_aorta_label_warns_and_sessions_stay_apart(server, phant
         browser.close()
     outside = _outside(requests_a + requests_b)
     assert requests_a and requests_b and not outside, outside
+
+
+def _hover_readout(page, chart, fx: float, fy: float) -> str:
+    """The cursor readout of a plotly view with the mouse at (fx, fy) of its plot area."""
+    area = chart.locator(".nsewdrag").first
+    hover = chart.locator(".hoverlayer .hovertext text")
+
+    def point() -> str | None:
+        # the chart may still be laid out when first drawn (a hover then is cleared): move again until one shows
+        area.scroll_into_view_if_needed()
+        box = area.bounding_box()
+        x, y = box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+        page.mouse.move(x + 2, y)
+        page.mouse.move(x, y)
+        page.wait_for_timeout(100)
+        return hover.count() > 0 and hover.first.get_attribute("data-unformatted")
+
+    return wait_for(point, timeout=STEP_S, what="the cursor readout", interval=0.2)
+
+
+def test_upload_page_cursor_readout_gives_the_voxels_hu_and_mm(server, phantom_files):
+    """The Upload page's interactive view (on by default, axial) reads, under the cursor, the HU of
+    the very voxel at the position in mm it states, and the slice's own number and position."""
+    from dmic_core.io import load_volume
+    from dmic_core.render import display_spacing
+
+    url, _ = server
+    image, label = phantom_files
+    volume = load_volume(image)
+    row_mm, col_mm = display_spacing("axial", volume.spacing)
+    n = volume.shape[0]
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
+        context, page, requests = _new_page(browser, url)
+        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+        _wait_idle(page)
+        _upload(page, image, label)
+        chart = page.get_by_test_id("stPlotlyChart").first
+        _plots_drawn(page, 1)
+        seen = set()
+        for fx, fy in ((0.5, 0.5), (0.4, 0.7), (0.6, 0.3)):  # inside the image (the plot area is wider)
+            try:
+                text = _hover_readout(page, chart, fx, fy)
+            except Exception:
+                _shot(page, "09_upload_readout_failed")  # the artifact shows what the page showed instead
+                raise
+            hu = re.search(r"^(-?\d+) HU<br>", text)
+            pos = re.search(r"x (\d+\.\d) mm, y (\d+\.\d) mm", text)
+            where = re.search(r"axial (\d+)/(\d+) at (\d+\.\d) mm", text)
+            assert hu and pos and where, text
+            index = int(where.group(1)) - 1
+            assert int(where.group(2)) == n and index == n // 2  # the axial slider's default slice
+            assert float(where.group(3)) == pytest.approx(index * volume.spacing[0], abs=0.05)
+            row, col = round(float(pos.group(2)) / row_mm), round(float(pos.group(1)) / col_mm)
+            assert int(hu.group(1)) == int(volume.hu[index, row, col]), (text, row, col)
+            seen.add((row, col))
+        assert len(seen) == 3  # three cursor positions, three voxels
+        _shot(page, "09_upload_readout")
+        browser.close()
+    assert not _outside(requests), _outside(requests)
+
+
+def test_single_dcm_file_uploads_and_its_volume_shows(server):
+    """One DICOM file (a real enhanced CT, multi-frame) is accepted and loaded: its geometry in the
+    facts table, its three views drawn."""
+    from dmic_core.defaults import shared_data_dir
+
+    dcm = shared_data_dir() / "dicom" / "eCT_Supplemental.dcm"
+    if not dcm.is_file():
+        pytest.skip("the DICOM sample is not in ../shared/data")
+    url, _ = server
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
+        context, page, requests = _new_page(browser, url)
+        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+        _wait_idle(page)
+        _upload(page, dcm, None)
+        page.get_by_role("heading", name=dcm.name, exact=True).wait_for()
+        facts = page.get_by_test_id("stTable").inner_text()
+        for expected in ("2 x 512 x 512", "10, 0.389, 0.389", "-1024 / 172", "dicom"):
+            assert expected in facts, facts
+        page.get_by_text("axial 2/2 · 10.0 mm").wait_for()  # the middle axial slice's view
+        assert page.get_by_test_id("stAlertContentError").count() == 0
+        _shot(page, "10_upload_dcm")
+        browser.close()
+    assert not _outside(requests), _outside(requests)
+
+
+def test_load_during_an_unfinished_upload_never_loads_the_file_it_replaces(server, phantom_files, tmp_path):
+    """The race: a file is dropped and Load pressed before Streamlit has received it. Streamlit first
+    asks the server for upload URLs and only then sends the file; its own guard (a form's submit button
+    disabled during uploads) covers the second step only. The server's answer to the first step is
+    held back here, which keeps the page in that window: Load must be disabled there (a form's Load
+    was enabled and reloaded the replaced file), and load the new file once it has arrived."""
+    from dmic_core.datasets.phantom import generate_phantom
+    from dmic_core.io import save_nifti
+
+    url, _ = server
+    first, _label = phantom_files
+    volume, _ = generate_phantom(12, n_slices=8, size=96)
+    second = save_nifti(volume, volume.hu, tmp_path / "second.nii.gz")
+    held: list = []
+    hold = [False]
+    routes: list = []
+
+    def route(ws) -> None:
+        to_server = ws.connect_to_server()
+        to_server.on_message(lambda m: held.append(m) if hold[0] else ws.send(m))
+        ws.on_message(to_server.send)
+        routes.append(ws)
+
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
+        context, page, requests = _new_page(browser)
+        page.route_web_socket(re.compile(r"/_stcore/stream$"), route)
+        page.goto(url)
+        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+        _wait_idle(page)
+        _nav(page, "Upload & inspect")
+        expect = playwright_api.expect
+        expect(_load_button(page)).to_be_disabled()  # nothing uploaded yet
+        page.get_by_text("Load is enabled once the CT volume's upload has finished.").wait_for()
+        _upload(page, first, None)
+
+        hold[0] = True  # from here the page hears nothing from the server
+        page.locator('input[type="file"]').nth(0).set_input_files(str(second))
+        # Playwright runs the route's callbacks while the page is waited on: poll in short page waits
+        wait_for(lambda: held or page.wait_for_timeout(20), timeout=STEP_S, what="the server's upload-URL answer")
+        expect(_load_button(page)).to_be_disabled()
+        page.get_by_text(f"Loaded: {_selection(first, None)}.", exact=False).wait_for()
+        hold[0] = False
+        for message in held:
+            routes[-1].send(message)
+        held.clear()
+
+        page.get_by_text(f"Ready to load: {_selection(second, None)}.", exact=True).wait_for()
+        _load_button(page).click()
+        page.get_by_role("heading", name=second.name, exact=True).wait_for()
+        page.get_by_text(f"Loaded: {_selection(second, None)}.", exact=False).wait_for()
+        _images_loaded(page, 3)
+        browser.close()
+    assert not _outside(requests), _outside(requests)
