@@ -288,6 +288,11 @@ def task_status_text(task: dict[str, Any]) -> tuple[str, float | None]:
     return f"{label}: **{task['status']}**" + (f" — {task['error']}" if task.get("error") else ""), None
 
 
+def _code(name: str) -> str:
+    """A user's file name as inline code, so Markdown never reads ``*`` or ``_`` in it as emphasis."""
+    return "`" + name.replace("`", "'") + "`"
+
+
 #: What an Upload-page uploader holds on the server: (Streamlit's file id, the user's file name).
 Upload = tuple[str, str]
 
@@ -305,7 +310,7 @@ def load_button_state(image: Upload | None, label: Upload | None, loaded: tuple[
     used to submit a form whose uploader still held the old file)."""
     if image is None:
         return False, "Load is enabled once the CT volume's upload has finished."
-    names = image[1] + (f" with the label {label[1]}" if label else " (no label)")
+    names = _code(image[1]) + (f" with the label {_code(label[1])}" if label else " (no label)")
     key = (image[0], label[0] if label else None)
     if loaded is not None and tuple(loaded[:2]) == key and loaded[2] == current_image:
         return False, f"Loaded: {names}. Choose another file to load a new volume."

@@ -161,14 +161,16 @@ def test_load_button_only_for_a_complete_selection_not_loaded_yet():
     assert state(None, None, None, None)[0] is False
     assert state(None, ("l1", "label.nii.gz"), None, None)[0] is False
     enabled, hint = state(("f1", "a.nii.gz"), ("l1", "label.nii.gz"), None, None)
-    assert enabled and hint == "Ready to load: a.nii.gz with the label label.nii.gz."
+    assert enabled and hint == "Ready to load: `a.nii.gz` with the label `label.nii.gz`."
     loaded = ("f1", "l1", "/ws/uploads/x/image.nii.gz")
     # the uploaders still hold what was loaded (a replacement not arrived yet): disabled
     enabled, hint = state(("f1", "a.nii.gz"), ("l1", "label.nii.gz"), loaded, loaded[2])
-    assert not enabled and hint.startswith("Loaded: a.nii.gz")
+    assert not enabled and hint.startswith("Loaded: `a.nii.gz`")
     # a new image, a new or removed label, or another current volume (Home's example): enabled
     assert state(("f2", "b.dcm"), ("l1", "label.nii.gz"), loaded, loaded[2]) == (
-        True, "Ready to load: b.dcm with the label label.nii.gz.")
+        True, "Ready to load: `b.dcm` with the label `label.nii.gz`.")
     assert state(("f1", "a.nii.gz"), ("l2", "other.nii.gz"), loaded, loaded[2])[0]
-    assert state(("f1", "a.nii.gz"), None, loaded, loaded[2]) == (True, "Ready to load: a.nii.gz (no label).")
+    assert state(("f1", "a.nii.gz"), None, loaded, loaded[2]) == (True, "Ready to load: `a.nii.gz` (no label).")
     assert state(("f1", "a.nii.gz"), ("l1", "label.nii.gz"), loaded, "/ws/example/image.nii.gz")[0]
+    # a file name is shown as code: Markdown never turns its * or _ into emphasis
+    assert state(("f3", "scan_*1*_.nii.gz"), None, None, None)[1] == "Ready to load: `scan_*1*_.nii.gz` (no label)."
