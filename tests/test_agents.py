@@ -337,3 +337,17 @@ def test_handcrafted_shapes_give_five_different_maps():
                 assert not np.array_equal(maps[a], maps[b]), (a, b)
     # concave shapes protect more: log's mean foreground offset is below exp's
     assert maps["log"][fg].mean() < maps["exp"][fg].mean()
+
+
+def test_checkpoint_selection_prefers_behaving_iterations(tiny_env):
+    """A slightly higher validation reward does not win over decisions that behave."""
+    from dmic_core.agents.a2c import A2CConfig, A2CTrainer, TrainClip
+
+    vol, seg, ref, cache, env = tiny_env
+    trainer = A2CTrainer(DMICAgents(TINY), [TrainClip.from_volume(vol.hu, ref.roi, cache)], A2CConfig())
+    trainer.val_scores = [(100, -0.30, True), (200, -0.25, False), (300, -0.28, True)]
+    assert trainer.best_score == (300, -0.28)
+    trainer.val_scores = [(100, -0.30, False), (200, -0.25, False)]
+    assert trainer.best_score == (200, -0.25)  # none behaves: the best reward, as before
+    stats = trainer.evaluate_greedy((0.0, 5.0))
+    assert stats["greedy_behaves"] in (0.0, 1.0)

@@ -185,7 +185,7 @@ class A2CTrainer:
         #: Validation clips (never trained on): with them, every greedy evaluation also scores the
         #: agents there and the best-scoring iteration is saved as ``<out>.best.pt``.
         self.val_clips = list(val_clips)
-        self.val_scores: list[tuple[int, float]] = []  # (iteration, validation greedy reward)
+        self.val_scores: list[tuple] = []  # (iteration, validation greedy reward, decisions behave)
 
     # ------------------------------------------------------------------------------- sampling
     def sample_lambdas(self, n: int) -> np.ndarray:
@@ -303,12 +303,17 @@ class A2CTrainer:
     def evaluate_greedy(self, lambdas: Sequence[float] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0),
                         clips: Sequence[TrainClip] | None = None) -> dict[str, float]:
         """Deterministic (argmax) decisions on every training clip (or ``clips``) at fixed lambdas,
-        scored on the surrogate: mean reward, and mean gain over the best two-level map (oracle QP_I)."""
+        scored on the surrogate: mean reward, and mean gain over the best two-level map (oracle QP_I).
+
+        ``greedy_behaves`` is 1 when on every clip the decisions behave as the reward says: the
+        coarsest QP_I at lambda = 0 (if evaluated) and a mean QP that never rises with lambda."""
         self.agents.eval()
         rewards, gains, qps = [], [], []
+        behaves = True
         valid = self._valid
         for cl in (self.clips if clips is None else clips):
-            for lam in lambdas:
+            mean_qp = []
+            for lam in sorted(lambdas):
                 logits, _ = self.agents.frame(cl.frame_planes[None], lambda_context([lam]))
                 qp_i = int(self.space.qp_i_of(int(logits.argmax(-1)[0])))
                 obs = ctu_observation(cl.ctu_base, self.space.frame_qps(qp_i, cl.ctu_base.shape[0]), lam)
@@ -318,17 +323,31 @@ class A2CTrainer:
                 rewards.append(r)
                 gains.append(r - self.baseline_reward(cl, float(lam)))
                 qps.append(qp_i)
+                mean_qp.append(float(self.space.qp_map(qp_i, off).mean()))
+                if lam == 0 and qp_i != max(self.space.qp_i):
+                    behaves = False
+            if any(b > a + 1e-9 for a, b in zip(mean_qp, mean_qp[1:])):
+                behaves = False
         self.agents.train()
         return {"greedy_reward": float(np.mean(rewards)), "greedy_gain": float(np.mean(gains)),
-                "greedy_qp_i": float(np.mean(qps))}
+                "greedy_qp_i": float(np.mean(qps)), "greedy_behaves": float(behaves)}
 
     def best_path(self) -> Path | None:
         return None if self.out is None else self.out.with_suffix(".best.pt")
 
     @property
     def best_score(self) -> tuple[int, float] | None:
-        """(iteration, validation reward) of the best validation score so far (the first of equals)."""
-        return max(self.val_scores, key=lambda s: s[1]) if self.val_scores else None
+        """(iteration, validation reward) of the best validation score so far (the first of equals),
+        among the iterations whose decisions behave on the validation clips
+        (:meth:`evaluate_greedy`'s ``greedy_behaves``) when there is any: a checkpoint that does not
+        take the coarsest QP_I at lambda = 0, or lowers quality as lambda grows, is not chosen for a
+        slightly higher surrogate reward (at high lambda that reward is mostly the segmenter's
+        noise)."""
+        if not self.val_scores:
+            return None
+        eligible = [s for s in self.val_scores if len(s) > 2 and s[2]] or list(self.val_scores)
+        best = max(eligible, key=lambda s: s[1])
+        return int(best[0]), float(best[1])
 
     def _evaluate(self) -> dict[str, float]:
         """Greedy numbers on the training clips, plus ``val_*`` on the validation clips; keeps the
@@ -337,12 +356,12 @@ class A2CTrainer:
         if self.val_clips:
             val = self.evaluate_greedy(clips=self.val_clips)
             stats.update({f"val_{k[len('greedy_'):]}": v for k, v in val.items()})
-            best = self.best_score
-            self.val_scores.append((self.iteration, val["greedy_reward"]))
-            if (best is None or val["greedy_reward"] > best[1]) and self.out is not None:
+            self.val_scores.append((self.iteration, val["greedy_reward"], bool(val["greedy_behaves"])))
+            if self.best_score[0] == self.iteration and self.out is not None:
                 self.agents.save(self.best_path(), meta={
                     "strategy": self.config.strategy, "iteration": self.iteration,
-                    "selected_on": "validation greedy reward (surrogate)", "val_reward": val["greedy_reward"],
+                    "selected_on": "validation greedy reward (surrogate) among behaving iterations",
+                    "val_reward": val["greedy_reward"], "val_behaves": bool(val["greedy_behaves"]),
                     "val_clips": [c.name for c in self.val_clips]})
         return stats
 

@@ -177,8 +177,8 @@ def _select_best(trainer, out: Path, log: Callable[[str], None]) -> None:
     shutil.copyfile(out, out.with_suffix(".last.pt"))
     chosen = DMICAgents.load(best)
     chosen.meta.update({**trainer.agents.meta, "selected_iteration": int(iteration),
-                        "selected_on": "validation greedy reward (surrogate)", "val_reward": float(reward),
-                        "val_scores": [[int(i), float(r)] for i, r in trainer.val_scores]})
+                        "selected_on": "validation greedy reward (surrogate) among behaving iterations",
+                        "val_reward": float(reward), "val_scores": [list(s) for s in trainer.val_scores]})
     chosen.save(out)
     log(f"[finetune] selected iteration {iteration} (validation greedy reward {reward:.3f}); "
         f"last iteration kept in {out.with_suffix('.last.pt').name}")

@@ -1,0 +1,84 @@
+"""Choose the default agents on *validation* volumes with real encodes (never on evaluation ones).
+
+Candidates are agent checkpoints (e.g. the same training run with two actor updates). Each is
+run, with the constant-QP anchor (and with ``--maps`` the hand-crafted maps), on validation phantoms of the
+training run's split (33-slice heart slabs, scored against their labels), through the same
+runner and point log format as ``dmic evaluate``; the candidate with the lowest mean BD-rate
+on mIoU against the anchor wins. Refuses seeds reserved for evaluation.
+
+Usage::
+
+    python bench/select_agents.py --data work_dirs/agents_train/phantoms --seeds 6003,6021 \\
+        --candidate greedy=work_dirs/agents_train/greedy.pt --candidate sampled=work_dirs/agents_train/sampled.pt
+
+Prints the table and writes ``bench/results/select_agents.json`` (and the point log under
+``--work``, so a rerun only adds what is missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with phantom-<seed>.img/.label.nii.gz")
+    parser.add_argument("--seeds", required=True, help="comma list of validation phantom seeds")
+    parser.add_argument("--candidate", action="append", required=True, metavar="NAME=CHECKPOINT")
+    parser.add_argument("--work", type=Path, default=Path("work_dirs/select_agents"))
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--maps", action="store_true", help="also run the five hand-crafted maps (5 x 8 points per volume)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "select_agents.json")
+    args = parser.parse_args(argv)
+
+    from dmic_core.agents.handcrafted import HANDCRAFTED
+    from dmic_core.datasets.seeds import role_of
+    from dmic_core.defaults import repo_relative
+    from dmic_core.methods.registry import ANCHOR
+    from dmic_core.protocol.run import AGENTS, ProtocolPlan, run_protocol
+    from dmic_core.protocol.summary import per_volume_bd, summarise
+    from dmic_core.protocol.volumes import phantom_volume
+
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    bad = [s for s in seeds if role_of(s) is None or role_of(s).role in ("evaluation", "test")]
+    if bad:
+        raise SystemExit(f"seeds {bad} are evaluation or test seeds: they cannot choose a model")
+    candidates = {}
+    for item in args.candidate:
+        name, _, path = item.partition("=")
+        if not Path(path).is_file():
+            raise SystemExit(f"candidate checkpoint not found: {path}")
+        candidates[f"dmic:{name}"] = path
+    volumes = [phantom_volume(s, args.data) for s in seeds]
+    plan = ProtocolPlan(volumes, candidates, oracle_volumes=0, methods=(ANCHOR, *(HANDCRAFTED if args.maps else ()), AGENTS))
+    start = time.perf_counter()
+    log = run_protocol(plan, args.work, workers=args.workers)
+    import pandas as pd
+
+    names = {v.name for v in volumes}
+    points = pd.DataFrame([r for r in log if r["volume"] in names])
+    per_volume = per_volume_bd(points)
+    summary = summarise(per_volume)
+    ranked = summary[summary.curve.isin(candidates)].sort_values("bd_rate_mean")
+    print(summary[["curve", "volumes", "bd_rate_mean", "bd_miou_mean", "beats_best_map"]].to_string(index=False))
+    winner = ranked.curve.iloc[0] if not ranked.empty and ranked.bd_rate_mean.notna().any() else None
+    print(f"winner on validation: {winner}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "command": "python bench/select_agents.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "validation_volumes": [v.as_dict() for v in volumes],
+        "candidates": {k: repo_relative(v) for k, v in candidates.items()},
+        "winner": winner, "seconds": round(time.perf_counter() - start, 1),
+        "per_volume": json.loads(per_volume.to_json(orient="records")),
+        "summary": json.loads(summary.to_json(orient="records")),
+    }, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
