@@ -37,7 +37,7 @@ def tiny(tmp_path_factory):
     vol = EvaluationVolume("phantom-9000", str(image), str(label_path), (start, start + 6), "label")
     plan = ProtocolPlan([vol], {f"dmic:{DEFAULT_AGENTS.removesuffix('.pt')}": shipped_agents()[
         f"dmic:{DEFAULT_AGENTS.removesuffix('.pt')}"]}, qps=(18, 26, 34, 42), qp_is=(17, 23, 29, 35),
-        lambdas=(0.0, 1.0, 10.0, 100.0), oracle_volumes=1, methods=("hevc", "ratecontrol", "sqrt", "gop8"))
+        lambdas=(0.0, 1.0, 10.0, 100.0), oracle_volumes=1, methods=("hevc", "ratecontrol", "sqrt", "gop8", "dmic", "oracle"))
     log = run_protocol(plan, folder / "work", workers=2, log=lambda m: None)
     return plan, log, folder
 
@@ -46,6 +46,12 @@ def test_every_planned_point_runs_once_and_a_rerun_runs_none(tiny):
     plan, log, folder = tiny
     jobs = plan.jobs()
     assert len(log) == len(jobs) == 4 * 4 + 4 + 4 * len(ORACLE_FG) * len(ORACLE_BG)
+    # --methods: leaving out the agents' curves and the oracle leaves out exactly their points
+    anchors_only = ProtocolPlan(plan.volumes, plan.agents, qps=plan.qps, qp_is=plan.qp_is, lambdas=plan.lambdas,
+                                oracle_volumes=1, methods=("hevc", "ratecontrol", "sqrt", "gop8"))
+    assert len(anchors_only.jobs()) == 4 * 4
+    with pytest.raises(ValueError, match="unknown protocol methods"):
+        ProtocolPlan(plan.volumes, methods=("hevc", "bogus"))
     again = run_protocol(plan, folder / "work", workers=1, log=lambda m: None)
     assert len(again) == len(jobs)
     rows = pd.DataFrame(list(log))
