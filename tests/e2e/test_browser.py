@@ -136,6 +136,14 @@ def _new_page(browser, url: str | None = None):
     return context, page, requests
 
 
+def _open_home(browser, url: str):
+    """A new browser context on the app's home page, drawn and idle: ``(context, page, requests)``."""
+    context, page, requests = _new_page(browser, url)
+    page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
+    _wait_idle(page)
+    return context, page, requests
+
+
 def _load_button(page):
     return page.get_by_test_id("stBaseButton-primary").filter(has_text="Load")
 
@@ -279,9 +287,7 @@ def test_real_ct_with_an_aorta_label_warns_and_sessions_stay_apart(server, phant
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
         playwright_api.expect.set_options(timeout=scaled_ms(STEP_S))
-        ctx_a, page, requests_a = _new_page(browser, url)
-        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
-        _wait_idle(page)
+        ctx_a, page, requests_a = _open_home(browser, url)
         _upload(page, crop / "ct.nii.gz", crop / "aorta.nii.gz")
         page.get_by_role("heading", name="ct.nii.gz").wait_for()
 
@@ -361,9 +367,7 @@ def test_upload_page_cursor_readout_gives_the_voxels_hu_and_mm(server, phantom_f
     n = volume.shape[0]
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
-        context, page, requests = _new_page(browser, url)
-        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
-        _wait_idle(page)
+        context, page, requests = _open_home(browser, url)
         _upload(page, image, label)
         chart = page.get_by_test_id("stPlotlyChart").first
         _plots_drawn(page, 1)
@@ -401,9 +405,7 @@ def test_single_dcm_file_uploads_and_its_volume_shows(server):
     url, _ = server
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scaled_ms(STEP_S))
-        context, page, requests = _new_page(browser, url)
-        page.get_by_role("heading", name="DMIC Studio", exact=True).wait_for()
-        _wait_idle(page)
+        context, page, requests = _open_home(browser, url)
         _upload(page, dcm, None)
         page.get_by_role("heading", name=dcm.name, exact=True).wait_for()
         facts = page.get_by_test_id("stTable").inner_text()
