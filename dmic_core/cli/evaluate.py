@@ -73,8 +73,8 @@ def run(args) -> int:
         log = run_protocol(plan, args.work, workers=args.workers)
     names = {v.name for v in volumes}
     rows = [r for r in log if r["volume"] in names]
-    command = "dmic " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "dmic evaluate"
-    paths = write_report(rows, plan, args.out, wall_seconds=time.perf_counter() - start,
-                         command="dmic evaluate " + command.split("evaluate", 1)[-1].strip())
+    after = sys.argv[sys.argv.index("evaluate") + 1:] if "evaluate" in sys.argv else []
+    command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
+    paths = write_report(rows, plan, args.out, wall_seconds=time.perf_counter() - start, command=command)
     print_json({"points": len(rows), **{k: str(v) for k, v in paths.items()}})
     return 0

@@ -14,6 +14,11 @@ from dmic_core.protocol.run import ORACLE, QP_I_METHODS, QP_METHODS, ProtocolPla
 from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
 
 
+def _point_hours(points: pd.DataFrame) -> float:
+    """Sum of the points' own wall times (``seconds`` of each row), in hours."""
+    return float(points["seconds"].sum()) / 3600.0 if "seconds" in points else 0.0
+
+
 def curve_order(plan: ProtocolPlan) -> list[str]:
     return [*QP_METHODS[1:], *QP_I_METHODS, *plan.agents, ORACLE]
 
@@ -30,7 +35,9 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
     head = [
         "# Agents' evaluation protocol (real encodes)", "",
         f"Command: `{command}`  ", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"wall time of the run that finished it: {wall_seconds / 60:.1f} min; {len(points)} points.", "",
+        f"wall time of the run that finished it: {wall_seconds / 60:.1f} min; {len(points)} points, "
+        f"{_point_hours(points):.2f} h of point time summed over them (decide, encode, decode, segment, "
+        "score; the runs that wrote the log may have overlapped them in parallel workers).", "",
         "Volumes: " + ", ".join(f"{v.name} (slices {v.slices[0]}:{v.slices[1]}, vs {v.reference})"
                                 for v in plan.volumes) + ".", "",
         f"BD against constant-QP HEVC (`hevc`) on mIoU, upper envelopes, over the shared mIoU range; "
@@ -48,6 +55,7 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
     figure(points, per_volume, order).write_html(str(paths["html"]), include_plotlyjs=True)
     paths["json"].write_text(json.dumps({
         "command": command, "wall_seconds": round(wall_seconds, 1), "points": len(points),
+        "point_hours": round(_point_hours(points), 3),
         "volumes": [v.as_dict() for v in plan.volumes], "agents": {k: repo_relative(v) for k, v in plan.agents.items()},
         "qps": list(plan.qps), "qp_is": list(plan.qp_is), "lambdas": list(plan.lambdas),
         "min_overlap": MIN_BD_OVERLAP,
