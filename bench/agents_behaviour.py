@@ -6,9 +6,10 @@
 4. decisions are deterministic for a given checkpoint.
 
 Measured on held-out phantoms from the evaluation seeds (33-slice slabs centred on the coronary
-label, the segmentation of the original as the region, as at use time). A diagnostic, not a
-gate: the properties become tests once agents that satisfy them are shipped. Prints a table and
-writes JSON.
+label, the segmentation of the original as the region, as at use time). A diagnostic across
+every shipped checkpoint; the default agents' properties are also tests
+(``tests/test_agents_behaviour.py``, on a phantom of a test seed range). Prints a table and writes
+JSON.
 
 Usage::
 
