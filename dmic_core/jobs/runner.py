@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -202,7 +203,14 @@ class Runner:
         """A task that does not stop within the grace period after a cancel is killed."""
         now = time.monotonic()
         for task_id in self.executor.running():
-            if self.store.cancel_requested(task_id):
+            try:
+                requested = self.store.cancel_requested(task_id)
+            except sqlite3.OperationalError as exc:
+                # a full disk or a busy database must not stop the runner over a cancel check: the
+                # next round asks again (a fresh-clone run lost its runner here on a full disk)
+                log.warning("cancel check of task %d skipped this round: %s", task_id, exc)
+                continue
+            if requested:
                 first = self._cancel_seen.setdefault(task_id, now)
                 if now - first > CANCEL_GRACE_S:
                     log.info("task %d ignored its cancel for %.0f s: killing its worker", task_id, CANCEL_GRACE_S)

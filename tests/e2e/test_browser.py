@@ -65,15 +65,20 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("workspaces")
     port = _free_port()
     env = {**os.environ, "DMIC_WORKSPACE_ROOT": str(root), "DMIC_JOB_WORKERS": "1"}
+    # The server's output goes to a file, never to a pipe nobody reads: once a pipe's buffer
+    # (64 KiB) is full the server blocks on its next log line and stops answering (a fresh-clone
+    # run timed out on every page load after the first two flows had filled it).
+    server_log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+b")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
         if proc.poll() is not None:
-            raise AssertionError("streamlit exited: " + proc.stdout.read().decode()[-2000:])
+            server_log.seek(0)
+            raise AssertionError("streamlit exited: " + server_log.read().decode(errors="replace")[-2000:])
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
                 return True
@@ -94,6 +99,7 @@ def server(tmp_path_factory):
         proc.wait(scaled(10))
     except subprocess.TimeoutExpired:
         proc.kill()
+    server_log.close()
 
 
 DOC_FIGURES = ROOT / "docs" / "figures" / "app"
