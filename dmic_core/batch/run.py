@@ -10,6 +10,7 @@ and the next ``dmic batch`` on the folder picks them up; finished tasks are neve
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -112,6 +113,15 @@ def _finished(store: JobStore, job_id: str) -> int:
     return counts["done"] + counts["failed"]
 
 
+def _unfinished(store) -> int:
+    """Tasks still to run; 1 while the store cannot be read (a full disk), so the wait goes on and
+    the runner's own state decides when it ends."""
+    try:
+        return store.unfinished()
+    except sqlite3.OperationalError:
+        return 1
+
+
 def _drive(runner: Runner, store: JobStore, bar: StoreProgress) -> bool:
     """Run ``runner`` in a thread until the queue is empty; returns True when interrupted."""
     errors: list[BaseException] = []
@@ -139,9 +149,12 @@ def _drive(runner: Runner, store: JobStore, bar: StoreProgress) -> bool:
     try:
         thread.start()
         while thread.is_alive() or (not interrupted.is_set() and runner_alive(runner.workspace)
-                                    and store.unfinished() > 0):
+                                    and _unfinished(store) > 0):
             thread.join(REFRESH_S)
-            bar.update()
+            try:
+                bar.update()
+            except sqlite3.OperationalError:  # a full disk or busy store: the next refresh draws it
+                pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
