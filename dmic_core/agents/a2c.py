@@ -10,9 +10,11 @@ once per clip). Per iteration:
 3. rewards from the :class:`~dmic_core.agents.env.ClipCache`: the clip reward
    ``-(R + lambda D)`` for the frame agent, and each CTU's *difference reward* (its own effect on
    the clip reward) for the CTU agent;
-4. losses per agent: ``-A log pi(a|s) + value_coef (V(s) - r)^2 - entropy_coef H``,
-   advantage ``A = r - V(s)`` (detached), rewards divided by ``1 + lambda / reward_scale_lambda``
-   (a positive factor per episode: each lambda's optimum is unchanged, but lambda = 100 episodes,
+4. losses per agent: an actor term chosen by ``advantage`` (the paper's sampled
+   ``-A log pi(a|s)``, ``A = r - V(s)`` detached; or, from the surrogate's value of every action,
+   the expected gradient or the cross-entropy to the best action, the default: see
+   :data:`~dmic_core.agents.strategies.ADVANTAGES`) ``+ value_coef (V(s) - r)^2 - entropy_coef H``,
+   rewards divided by ``1 + lambda / reward_scale_lambda`` (a positive factor per episode: each lambda's optimum is unchanged, but lambda = 100 episodes,
    whose rewards are ~30x larger, no longer drown the others); the CTU policy gradient runs on a
    random subset of ``ctu_grad_samples`` CTUs per iteration (all CTUs act; fewer backpropagate, for speed);
 5. gradients clipped per agent (``max_grad_norm``), one Adam step with one parameter group per
@@ -39,8 +41,6 @@ from dmic_core.agents.env import ClipCache
 from dmic_core.agents.features import clip_state, ctu_observation, lambda_context
 from dmic_core.agents.strategies import ADVANTAGES, STRATEGIES, param_groups
 from dmic_core.maps import foreground_ctus
-
-
 
 
 @dataclass
