@@ -130,6 +130,21 @@ def test_builtin_dice_on_held_out_phantom(phantom_slab):
 
 
 @needs_weights
+def test_batch_size_and_allocator_do_not_change_the_mask(phantom_slab):
+    """Batch size and the allocator thresholds are speed knobs (issue 17): the probabilities are
+    bit-identical at 1, 2, 5 and 8 frames per pass, with and without ``configure_allocator``."""
+    from dmic_core.runtime import configure_allocator
+    from dmic_core.segmentation.builtin import UNetSegmenter
+
+    volume, _ = phantom_slab
+    ref = UNetSegmenter(batch_size=8).probabilities(volume)
+    assert ref.max() > 0.5  # the slab holds vessel: the comparison is not between empty maps
+    configure_allocator()
+    for batch in (1, 2, 5):
+        assert np.array_equal(UNetSegmenter(batch_size=batch).probabilities(volume), ref), batch
+
+
+@needs_weights
 def test_torchscript_round_trip(tmp_path, phantom_slab):
     from dmic_core.segmentation.builtin import load_weights
     from dmic_core.segmentation.torchscript import TorchScriptSegmenter, export_torchscript

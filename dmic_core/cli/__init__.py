@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from dmic_core.errors import CodecUnavailableError, DmicInputError
+from dmic_core.runtime import configure_allocator
 
 #: Subcommand modules, in the order ``dmic --help`` lists them. Modules that are not there yet
 #: are skipped so the command works while capabilities land one by one.
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_allocator()
     try:
         return int(args.func(args) or 0)
     except (DmicInputError, CodecUnavailableError) as exc:

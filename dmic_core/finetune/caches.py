@@ -87,7 +87,10 @@ def _init_cache_worker(segmenter: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
+    from dmic_core.runtime import configure_allocator
     from dmic_core.segmentation import load_segmenter
+
+    configure_allocator()
 
     _WORKER_SEG = load_segmenter(segmenter)
 

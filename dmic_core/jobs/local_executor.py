@@ -23,6 +23,9 @@ def _worker_main(workspace: str, conn: Connection, threads: int) -> None:
         os.environ.setdefault(var, str(threads))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when workers stop
     from dmic_core.jobs.tasks import execute_task
+    from dmic_core.runtime import configure_allocator
+
+    configure_allocator()
 
     while True:
         try:

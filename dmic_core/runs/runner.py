@@ -58,6 +58,9 @@ def default_workers() -> int:
 def _init_worker() -> None:
     import torch
 
+    from dmic_core.runtime import configure_allocator
+
+    configure_allocator()
     torch.set_num_threads(1)
 
 

@@ -72,7 +72,9 @@ class UNetSegmenter(Segmenter):
     Args:
         weights: weights file (default: the shipped ``assets/segmenter_unet.pt``), or an
             already-built network.
-        batch_size: frames per forward pass; memory grows linearly with it.
+        batch_size: frames per forward pass; memory grows linearly with it. The masks do not
+            depend on it (``tests/test_segmentation.py``); 2 is the fastest on CPU, where larger
+            batches' activations exceed glibc's adaptive mmap threshold (issue 17).
         threads: intra-op CPU threads (default: all cores this process may use).
         resample: ``"auto"`` resamples the volume to the training geometry before the network:
             in-plane to the training pixel size and along z to the training slice spacing
@@ -84,7 +86,7 @@ class UNetSegmenter(Segmenter):
 
     name = "builtin-unet"
 
-    def __init__(self, weights: str | Path | UNet25D | None = None, *, batch_size: int = 8,
+    def __init__(self, weights: str | Path | UNet25D | None = None, *, batch_size: int = 2,
                  threads: int | None = None, resample: str | bool = "auto",
                  threshold: float = DEFAULT_THRESHOLD) -> None:
         if batch_size < 1:
