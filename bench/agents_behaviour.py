@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmic_core.agents.behaviour import frames_with_foreground_coarser, lambda0_is_coarsest, mean_qp_rises
 from dmic_core.agents.inference import load_agents
 from dmic_core.assets import ASSETS_DIR, SHIPPED_AGENTS
 from dmic_core.datasets.phantom import generate_phantom
@@ -46,21 +47,16 @@ def check(agents, hu: np.ndarray, roi: np.ndarray) -> dict:
     decisions = {lam: agents.decide(hu, roi, lam) for lam in EVALUATION_LAMBDAS}
     coarsest = max(agents.space.qp_i)
     mean_qp = [float(decisions[lam].qp_map.mean()) for lam in EVALUATION_LAMBDAS]
-    rises = [(a, b) for (a, qa), (b, qb) in zip(zip(EVALUATION_LAMBDAS, mean_qp),
-                                                 zip(EVALUATION_LAMBDAS[1:], mean_qp[1:])) if qb > qa + 1e-9]
-    inverted = 0
-    frames = 0
+    rises = mean_qp_rises(EVALUATION_LAMBDAS, mean_qp)
+    inverted = frames = 0
     for d in decisions.values():
-        for f in range(d.offsets.shape[0]):
-            fg, bg = d.offsets[f][d.foreground[f]], d.offsets[f][~d.foreground[f]]
-            if fg.size and bg.size:
-                frames += 1
-                inverted += int(fg.max() > bg.min())
+        i, n = frames_with_foreground_coarser(d.offsets, d.foreground)
+        inverted, frames = inverted + i, frames + n
     again = agents.decide(hu, roi, 10.0)
     return {
         "qp_i_by_lambda": {f"{lam:g}": int(decisions[lam].qp_i) for lam in EVALUATION_LAMBDAS},
         "mean_qp_by_lambda": {f"{lam:g}": round(q, 3) for lam, q in zip(EVALUATION_LAMBDAS, mean_qp)},
-        "lambda0_coarsest": int(decisions[0.0].qp_i) == coarsest, "coarsest_qp_i": coarsest,
+        "lambda0_coarsest": lambda0_is_coarsest(decisions[0.0].qp_i, agents.space.qp_i), "coarsest_qp_i": coarsest,
         "monotone": not rises, "rises": rises,
         "fg_never_coarser": inverted == 0, "frames_with_fg_coarser_than_bg": inverted, "frames_checked": frames,
         "deterministic": bool(np.array_equal(again.offsets, decisions[10.0].offsets)

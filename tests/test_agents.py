@@ -351,3 +351,19 @@ def test_checkpoint_selection_prefers_behaving_iterations(tiny_env):
     assert trainer.best_score == (200, -0.25)  # none behaves: the best reward, as before
     stats = trainer.evaluate_greedy((0.0, 5.0))
     assert stats["greedy_behaves"] in (0.0, 1.0)
+
+
+def test_behaviour_properties_flag_what_they_should():
+    """The helpers that select checkpoints (behaviour.py) catch each violation, and only those."""
+    from dmic_core.agents.behaviour import frames_with_foreground_coarser, lambda0_is_coarsest, mean_qp_rises
+
+    assert lambda0_is_coarsest(37, range(14, 38)) and not lambda0_is_coarsest(33, range(14, 38))
+    # given out of order: sorted by lambda first; the rise from lambda 1 to 10 is the only one
+    assert mean_qp_rises([10.0, 0.0, 1.0, 100.0], [31.0, 37.0, 30.0, 25.0]) == [(1.0, 10.0)]
+    assert mean_qp_rises([0.0, 1.0], [37.0, 37.0]) == []
+    fg = np.zeros((3, 2, 2), bool)
+    fg[:2, 0, 0] = True  # frames 0 and 1 hold foreground; frame 2 only background
+    off = np.full((3, 2, 2), 4)
+    off[0, 0, 0] = -2  # finer foreground: fine
+    off[1, 0, 0] = 6  # coarser than the background's +4: a violation
+    assert frames_with_foreground_coarser(off, fg) == (1, 2)

@@ -36,6 +36,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from dmic_core.agents.behaviour import lambda0_is_coarsest, mean_qp_rises
 from dmic_core.agents.dmic import DMICAgents
 from dmic_core.agents.env import ClipCache
 from dmic_core.agents.features import clip_state, ctu_observation, lambda_context
@@ -324,9 +325,9 @@ class A2CTrainer:
                 gains.append(r - self.baseline_reward(cl, float(lam)))
                 qps.append(qp_i)
                 mean_qp.append(float(self.space.qp_map(qp_i, off).mean()))
-                if lam == 0 and qp_i != max(self.space.qp_i):
+                if lam == 0 and not lambda0_is_coarsest(qp_i, self.space.qp_i):
                     behaves = False
-            if any(b > a + 1e-9 for a, b in zip(mean_qp, mean_qp[1:])):
+            if mean_qp_rises(sorted(lambdas), mean_qp):
                 behaves = False
         self.agents.train()
         return {"greedy_reward": float(np.mean(rewards)), "greedy_gain": float(np.mean(gains)),
