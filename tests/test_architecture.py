@@ -37,7 +37,8 @@ PACKAGE = "dmic_core"
 #: prefix that names it or a package above it (``dmic_core`` itself names only its ``__init__``);
 #: every module must belong to one, so a new package has to be placed here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("dmic_core", "dmic_core.errors", "dmic_core.volume", "dmic_core.jsonio", "dmic_core.defaults")),
+    ("core", ("dmic_core", "dmic_core.errors", "dmic_core.volume", "dmic_core.jsonio", "dmic_core.defaults",
+              "dmic_core.runtime")),
     ("data", ("dmic_core.io", "dmic_core.transforms", "dmic_core.datasets", "dmic_core.assets",
               "dmic_core.assets_check", "dmic_core.export")),
     ("codecs", ("dmic_core.codecs", "dmic_core.maps")),
