@@ -11,7 +11,7 @@ import pytest
 from dmic_core.cli import main as cli
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
-from dmic_core.protocol.methods import ORACLE_BG, ORACLE_FG
+from dmic_core.protocol.methods import ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, with_extended_oracle
 from dmic_core.protocol.report import write_report
 from dmic_core.protocol.run import ProtocolPlan, run_protocol, shipped_agents
 from dmic_core.protocol.volumes import EvaluationVolume
@@ -50,6 +50,11 @@ def test_every_planned_point_runs_once_and_a_rerun_runs_none(tiny):
     anchors_only = ProtocolPlan(plan.volumes, plan.agents, qps=plan.qps, qp_is=plan.qp_is, lambdas=plan.lambdas,
                                 oracle_volumes=1, methods=("hevc", "ratecontrol", "sqrt", "gop8"))
     assert len(anchors_only.jobs()) == 4 * 4
+    # the extended oracle adds only the background offsets the paper space lacks, on the oracle volumes
+    extended = ProtocolPlan(plan.volumes, plan.agents, qps=plan.qps, qp_is=plan.qp_is, lambdas=plan.lambdas,
+                            oracle_volumes=1, methods=("oracle", "oracle_extended"))
+    assert ORACLE_EXTENDED_BG == (12, 16, 20) and not set(ORACLE_EXTENDED_BG) & set(ORACLE_BG)
+    assert len(extended.jobs()) == 4 * len(ORACLE_FG) * (len(ORACLE_BG) + len(ORACLE_EXTENDED_BG))
     with pytest.raises(ValueError, match="unknown protocol methods"):
         ProtocolPlan(plan.volumes, methods=("hevc", "bogus"))
     again = run_protocol(plan, folder / "work", workers=1, log=lambda m: None)
@@ -75,3 +80,15 @@ def test_report_tables_bd_per_volume_and_oracle_share(tiny):
     text = paths["markdown"].read_text()
     assert "| oracle |" in text and "share of oracle gain" in text and "phantom-9000" in text
     assert paths["html"].stat().st_size > 10_000
+
+
+def test_extended_oracle_curve_includes_the_paper_oracle_points():
+    """Its envelope is over both point sets, and only on the volumes where it ran."""
+    rows = pd.DataFrame([
+        {"volume": "a", "curve": "oracle", "bg": 8}, {"volume": "a", "curve": "oracle_extended", "bg": 16},
+        {"volume": "b", "curve": "oracle", "bg": 8}, {"volume": "b", "curve": "hevc", "bg": None}])
+    out = with_extended_oracle(rows)
+    ext = out[out.curve == "oracle_extended"]
+    assert sorted(ext.bg) == [8, 16] and set(ext.volume) == {"a"}
+    assert len(out[out.curve == "oracle"]) == 2  # the paper oracle keeps its own rows
+    assert with_extended_oracle(rows[rows.curve != "oracle_extended"]).equals(rows[rows.curve != "oracle_extended"])

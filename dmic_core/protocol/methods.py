@@ -8,6 +8,10 @@
   upper envelope of all of them (a per-lambda search over the same family picks points on it).
   It tells whether a method's gap is the method's or the action space's. Not a method a sender
   can use: it needs the label.
+* ``oracle_extended``: the same family in the extended action space. Its points are the
+  background offsets beyond the paper's (:data:`ORACLE_EXTENDED_BG`); its curve is the upper
+  envelope of those *and* the ``oracle`` points (:func:`with_extended_oracle`), so it is never
+  below the paper-space oracle.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from dmic_core.agents.spaces import PAPER
+from dmic_core.agents.spaces import EXTENDED, PAPER
 from dmic_core.codecs.qp import dmic_frame_qps
 from dmic_core.maps import mask_ctu_dqp
 from dmic_core.methods.base import Decider, Decision
 from dmic_core.methods.maps import clip_qp_i
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dmic_core.evaluation.case import Case
     from dmic_core.pipeline import CodingSetup
 
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
 #: offsets and its coarser background offsets (a foreground CTU never coarser than background).
 ORACLE_FG: tuple[int, ...] = tuple(o for o in PAPER.fg_offsets if o <= 0)
 ORACLE_BG: tuple[int, ...] = tuple(o for o in PAPER.bg_offsets if o >= 4)
+#: Background offsets only the extended space has, searched by ``oracle_extended`` (every 4 QPs:
+#: 12, 16, 20), with the same foreground offsets.
+ORACLE_EXTENDED_BG: tuple[int, ...] = tuple(o for o in EXTENDED.bg_offsets if o > max(PAPER.bg_offsets) and o % 4 == 0)
 
 
 def decide_gop8(case: "Case", setting: float, setup: "CodingSetup", **_: Any) -> Decision:
@@ -41,14 +50,29 @@ def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 
     """Two-level map on the ground-truth mask (the case's reference), QP_I = ``setting``."""
     if case.reference.kind != "label":
         raise ValueError("the oracle needs a ground-truth label (the case has none)")
-    if fg not in PAPER.fg_offsets or bg not in PAPER.bg_offsets:
-        raise ValueError(f"oracle offsets fg={fg}, bg={bg} are outside the paper action space")
+    if fg not in EXTENDED.fg_offsets or bg not in EXTENDED.bg_offsets:
+        raise ValueError(f"oracle offsets fg={fg}, bg={bg} are outside the extended action space")
     start = time.perf_counter()
     dqp = mask_ctu_dqp(case.reference.reference, fg, bg)
     return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), dqp,
                     seconds=time.perf_counter() - start, info={"fg": fg, "bg": bg})
 
 
-PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "oracle": decide_oracle}
+PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "oracle": decide_oracle,
+                                          "oracle_extended": decide_oracle}
 
-__all__ = ["ORACLE_BG", "ORACLE_FG", "PROTOCOL_DECIDERS", "decide_gop8", "decide_oracle"]
+
+def with_extended_oracle(points: "pd.DataFrame") -> "pd.DataFrame":
+    """``points`` with the ``oracle`` rows also counted as ``oracle_extended`` rows on the volumes
+    where the extended oracle ran (the extended space contains the paper's offsets)."""
+    import pandas as pd
+
+    if "curve" not in points or not (points.curve == "oracle_extended").any():
+        return points
+    volumes = set(points.volume[points.curve == "oracle_extended"])
+    paper = points[(points.curve == "oracle") & points.volume.isin(volumes)].assign(curve="oracle_extended")
+    return pd.concat([points, paper], ignore_index=True)
+
+
+__all__ = ["ORACLE_BG", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS", "decide_gop8", "decide_oracle",
+           "with_extended_oracle"]

@@ -25,7 +25,7 @@ from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_
 from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary
 from dmic_core.methods.base import PointSpec
 from dmic_core.methods.registry import ANCHOR
-from dmic_core.protocol.methods import ORACLE_BG, ORACLE_FG, PROTOCOL_DECIDERS
+from dmic_core.protocol.methods import ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, PROTOCOL_DECIDERS
 from dmic_core.protocol.volumes import EvaluationVolume
 from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
 
@@ -33,9 +33,11 @@ from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
 QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
 QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8")
 ORACLE = "oracle"
+#: The oracle of the extended action space (its extra background offsets; see protocol.methods).
+ORACLE_EXTENDED = "oracle_extended"
 #: The agents' curves (one per checkpoint of :attr:`ProtocolPlan.agents`).
 AGENTS = "dmic"
-ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, ORACLE)
+ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, ORACLE, ORACLE_EXTENDED)
 
 
 def shipped_agents() -> dict[str, str]:
@@ -82,6 +84,10 @@ class ProtocolPlan:
             if vol.name in oracle_names and ORACLE in self.methods:
                 jobs.extend(PointJob(case, PointSpec(ORACLE, float(q)), {"fg": fg, "bg": bg}, ORACLE)
                             for q in self.qp_is for fg in ORACLE_FG for bg in ORACLE_BG)
+            if vol.name in oracle_names and ORACLE_EXTENDED in self.methods:
+                jobs.extend(PointJob(case, PointSpec(ORACLE_EXTENDED, float(q)), {"fg": fg, "bg": bg},
+                                     ORACLE_EXTENDED)
+                            for q in self.qp_is for fg in ORACLE_FG for bg in ORACLE_EXTENDED_BG)
         return jobs
 
 
@@ -163,4 +169,4 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     return points
 
 
-__all__ = ["AGENTS", "ALL_METHODS", "ORACLE", "ProtocolPlan", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
+__all__ = ["AGENTS", "ALL_METHODS", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]

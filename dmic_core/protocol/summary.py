@@ -20,13 +20,14 @@ from dmic_core.agents.handcrafted import HANDCRAFTED
 from dmic_core.defaults import MIN_BD_OVERLAP
 from dmic_core.evaluation.bd import bd_table
 from dmic_core.metrics.stats import bootstrap_mean_ci
-from dmic_core.protocol.run import ORACLE
+from dmic_core.protocol.methods import with_extended_oracle
+from dmic_core.protocol.run import ORACLE, ORACLE_EXTENDED
 
 
 def per_volume_bd(points: pd.DataFrame, min_overlap: float = MIN_BD_OVERLAP) -> pd.DataFrame:
     """One row per (volume, curve): BD-rate, BD-mIoU, overlap and the reason when undefined."""
     tables = []
-    for volume, group in points.groupby("volume"):
+    for volume, group in with_extended_oracle(points).groupby("volume"):
         frame = group.rename(columns={"method": "base_method"}).rename(columns={"curve": "method"})
         table = bd_table(frame, min_overlap=min_overlap)
         if not table.empty:
@@ -59,11 +60,12 @@ def summarise(per_volume: pd.DataFrame) -> pd.DataFrame:
             "bd_miou_mean": qci.mean, "bd_miou_low": qci.low, "bd_miou_high": qci.high,
             "beats_best_map": wins, "compared_with_map": int(comparable.sum()),
         }
-        if ORACLE in rate.columns and curve != ORACLE:
-            both = values.notna() & rate[ORACLE].notna() & (rate[ORACLE] < 0)
-            shares = (values[both] / rate[ORACLE][both]).values
-            row["oracle_share_mean"] = float(np.mean(shares)) if shares.size else float("nan")
-            row["oracle_volumes"] = int(both.sum())
+        for oracle, key in ((ORACLE, "oracle"), (ORACLE_EXTENDED, "oracle_extended")):
+            if oracle in rate.columns and curve not in (ORACLE, ORACLE_EXTENDED):
+                both = values.notna() & rate[oracle].notna() & (rate[oracle] < 0)
+                shares = (values[both] / rate[oracle][both]).values
+                row[f"{key}_share_mean"] = float(np.mean(shares)) if shares.size else float("nan")
+                row[f"{key}_volumes"] = int(both.sum())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -81,17 +83,23 @@ def _interval(mean: Any, low: Any, high: Any, spec: str, unit: str) -> str:
 def markdown(per_volume: pd.DataFrame, summary: pd.DataFrame, order: Iterable[str]) -> str:
     """The summary table, then BD-rate per volume (reasons for every n/a below it)."""
     order = [c for c in order if c in set(summary.curve)] + sorted(set(summary.curve) - set(order))
+    extended = "oracle_extended_share_mean" in summary.columns
     lines = ["| curve | mean BD-rate (95% CI) | mean BD-mIoU pp (95% CI) | volumes with BD | "
-             "beats best map | share of oracle gain |", "|---|---:|---:|---:|---:|---:|"]
+             "beats best map | share of oracle gain |" + (" share of extended oracle gain |" if extended else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if extended else "")]
     by_curve = summary.set_index("curve")
+
+    def share(r: Any, key: str) -> str:
+        v = r.get(f"{key}_share_mean", float("nan"))
+        return f"{_pct(100 * v, '.0f')}% ({int(r.get(f'{key}_volumes'))} vol.)" if _finite(v) else "n/a"
+
     for curve in order:
         r = by_curve.loc[curve]
-        share = r.get("oracle_share_mean", float("nan"))
         lines.append(
             f"| {curve} | {_interval(r.bd_rate_mean, r.bd_rate_low, r.bd_rate_high, '+.1f', '%')} | "
             f"{_interval(r.bd_miou_mean, r.bd_miou_low, r.bd_miou_high, '+.2f', '')} | "
             f"{int(r.volumes)}/{int(r.of)} | {int(r.beats_best_map)}/{int(r.compared_with_map)} | "
-            f"{_pct(100 * share, '.0f') + '%' if _finite(share) else 'n/a'} |")
+            f"{share(r, 'oracle')} |" + (f" {share(r, 'oracle_extended')} |" if extended else ""))
     volumes = sorted(per_volume.volume.unique())
     lines += ["", "BD-rate (%) on mIoU per volume:", "",
               "| curve | " + " | ".join(volumes) + " |", "|---|" + "---:|" * len(volumes)]
