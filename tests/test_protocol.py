@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from dmic_core.cli import main as cli
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
-from dmic_core.protocol.methods import ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, with_extended_oracle
+from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_EXT_BG,
+                                       decide_two_level_ext, with_extended_oracle)
 from dmic_core.protocol.report import write_report
 from dmic_core.protocol.run import ProtocolPlan, run_protocol, shipped_agents
 from dmic_core.protocol.volumes import EvaluationVolume
@@ -92,3 +94,16 @@ def test_extended_oracle_curve_includes_the_paper_oracle_points():
     assert sorted(ext.bg) == [8, 16] and set(ext.volume) == {"a"}
     assert len(out[out.curve == "oracle"]) == 2  # the paper oracle keeps its own rows
     assert with_extended_oracle(rows[rows.curve != "oracle_extended"]).equals(rows[rows.curve != "oracle_extended"])
+
+
+def test_two_level_rule_protects_the_segmenter_s_ctus_only():
+    """0 on every CTU that holds the segmenter's mask in that frame, +12 on the rest; the GOP-8 frame QPs."""
+    from types import SimpleNamespace
+
+    roi = np.zeros((3, 128, 192), np.uint8)
+    roi[1, 70:72, 130:133] = 1  # one frame, CTU row 1, column 2
+    case = SimpleNamespace(reference=SimpleNamespace(roi=roi), volume=SimpleNamespace(n_frames=3))
+    d = decide_two_level_ext(case, 30.0, None)
+    assert d.ctu_dqp.shape == (3, 2, 3) and d.ctu_dqp[1, 1, 2] == 0
+    assert (np.delete(d.ctu_dqp.reshape(-1), 1 * 6 + 1 * 3 + 2) == TWO_LEVEL_EXT_BG).all()
+    assert list(d.frame_qps[:1]) == [30]

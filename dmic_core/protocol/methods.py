@@ -8,6 +8,10 @@
   upper envelope of all of them (a per-lambda search over the same family picks points on it).
   It tells whether a method's gap is the method's or the action space's. Not a method a sender
   can use: it needs the label.
+* ``two_level_ext``: a rule a sender *can* use (no label): offset 0 on the CTUs the segmenter
+  marks in the original (the case's ``roi``, as the agents see it) and :data:`TWO_LEVEL_EXT_BG`
+  elsewhere, a background offset only the extended action space has. It asks whether the
+  extended oracle's gain is within reach of the segmenter's own mask, without agents.
 * ``oracle_extended``: the same family in the extended action space. Its points are the
   background offsets beyond the paper's (:data:`ORACLE_EXTENDED_BG`); its curve is the upper
   envelope of those *and* the ``oracle`` points (:func:`with_extended_oracle`), so it is never
@@ -45,6 +49,19 @@ def decide_gop8(case: "Case", setting: float, setup: "CodingSetup", **_: Any) ->
     return Decision(dmic_frame_qps(int(setting), case.volume.n_frames), None)
 
 
+#: Background offset of ``two_level_ext``: the one most often on the extended oracle's upper
+#: envelope with +16 on the first four evaluation phantoms (beyond the paper's +8).
+TWO_LEVEL_EXT_BG = 12
+
+
+def decide_two_level_ext(case: "Case", setting: float, setup: "CodingSetup", **_: Any) -> Decision:
+    """Offset 0 on the segmenter's foreground CTUs, +12 on the others, QP_I = ``setting``."""
+    start = time.perf_counter()
+    dqp = mask_ctu_dqp(case.reference.roi, 0, TWO_LEVEL_EXT_BG)
+    return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), dqp,
+                    seconds=time.perf_counter() - start, info={"fg": 0, "bg": TWO_LEVEL_EXT_BG})
+
+
 def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 0, bg: int = 8,
                   **_: Any) -> Decision:
     """Two-level map on the ground-truth mask (the case's reference), QP_I = ``setting``."""
@@ -58,8 +75,8 @@ def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 
                     seconds=time.perf_counter() - start, info={"fg": fg, "bg": bg})
 
 
-PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "oracle": decide_oracle,
-                                          "oracle_extended": decide_oracle}
+PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "two_level_ext": decide_two_level_ext,
+                                          "oracle": decide_oracle, "oracle_extended": decide_oracle}
 
 
 def with_extended_oracle(points: "pd.DataFrame") -> "pd.DataFrame":
@@ -74,5 +91,5 @@ def with_extended_oracle(points: "pd.DataFrame") -> "pd.DataFrame":
     return pd.concat([points, paper], ignore_index=True)
 
 
-__all__ = ["ORACLE_BG", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS", "decide_gop8", "decide_oracle",
-           "with_extended_oracle"]
+__all__ = ["ORACLE_BG", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS", "TWO_LEVEL_EXT_BG", "decide_gop8",
+           "decide_oracle", "decide_two_level_ext", "with_extended_oracle"]

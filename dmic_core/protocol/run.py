@@ -31,7 +31,7 @@ from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
 
 #: Methods that take a QP (anchors) and a QP_I (rules), before the agents' curves.
 QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
-QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8")
+QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8", "two_level_ext")
 ORACLE = "oracle"
 #: The oracle of the extended action space (its extra background offsets; see protocol.methods).
 ORACLE_EXTENDED = "oracle_extended"
