@@ -15,7 +15,7 @@ from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP
 from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_EXT_BG,
                                        decide_two_level_ext, with_extended_oracle)
 from dmic_core.protocol.report import write_report
-from dmic_core.protocol.run import ProtocolPlan, run_protocol, shipped_agents
+from dmic_core.protocol.run import ProtocolPlan, _agents_sha, current_rows, run_protocol, shipped_agents
 from dmic_core.protocol.volumes import EvaluationVolume
 
 
@@ -107,3 +107,12 @@ def test_two_level_rule_protects_the_segmenter_s_ctus_only():
     assert d.ctu_dqp.shape == (3, 2, 3) and d.ctu_dqp[1, 1, 2] == 0
     assert (np.delete(d.ctu_dqp.reshape(-1), 1 * 6 + 1 * 3 + 2) == TWO_LEVEL_EXT_BG).all()
     assert list(d.frame_qps[:1]) == [30]
+
+
+def test_a_replaced_checkpoint_s_old_points_stay_out_of_its_curve(tiny):
+    plan, log, _ = tiny
+    name, path = next(iter(plan.agents.items()))
+    rows = [{"curve": name, "agents_sha": _agents_sha(path)}, {"curve": name, "agents_sha": "0123456789abcdef"},
+            {"curve": "hevc", "agents_sha": None}]
+    assert current_rows(rows, plan) == [rows[0], rows[2]]
+    assert len(current_rows(list(log), plan)) == len(log)  # a run's own points are all current

@@ -44,7 +44,7 @@ def run(args) -> int:
     from dmic_core.datasets.seeds import role_of
     from dmic_core.errors import DmicInputError
     from dmic_core.protocol.report import write_report
-    from dmic_core.protocol.run import ALL_METHODS, ProtocolPlan, run_protocol, shipped_agents
+    from dmic_core.protocol.run import ALL_METHODS, ProtocolPlan, current_rows, run_protocol, shipped_agents
     from dmic_core.protocol.volumes import evaluation_volumes
 
     bad = [s for s in args.seeds if role_of(s) is None or role_of(s).role != "evaluation"]
@@ -72,7 +72,7 @@ def run(args) -> int:
     else:
         log = run_protocol(plan, args.work, workers=args.workers)
     names = {v.name for v in volumes}
-    rows = [r for r in log if r["volume"] in names]
+    rows = current_rows([r for r in log if r["volume"] in names], plan)
     after = sys.argv[sys.argv.index("evaluate") + 1:] if "evaluate" in sys.argv else []
     command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
     paths = write_report(rows, plan, args.out, wall_seconds=time.perf_counter() - start, command=command)

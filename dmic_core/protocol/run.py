@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
 from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
@@ -133,6 +133,14 @@ def row_key(row: dict[str, Any]) -> tuple:
             row.get("agents_sha"))
 
 
+def current_rows(rows: Iterable[dict[str, Any]], plan: "ProtocolPlan") -> list[dict[str, Any]]:
+    """The log's rows a report of ``plan`` may use: an agents curve's rows only for the checkpoint
+    file its name points to now. A replaced checkpoint (a new default under the same name) keeps its
+    earlier points in the log, but they are never mixed into the new curve."""
+    shas = {name: _agents_sha(path) for name, path in plan.agents.items()}
+    return [r for r in rows if r["curve"] not in shas or r.get("agents_sha") == shas[r["curve"]]]
+
+
 def log_path(plan: "ProtocolPlan", work: str | Path) -> Path:
     """``WORK/<fingerprint>/points.jsonl``: the point log of this plan's models and coding."""
     return Path(work) / fingerprint(plan) / "points.jsonl"
@@ -169,4 +177,4 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     return points
 
 
-__all__ = ["AGENTS", "ALL_METHODS", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
+__all__ = ["AGENTS", "ALL_METHODS", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
