@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.datasets.seeds import role_of
     from dmic_core.defaults import repo_relative
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import AGENTS, ProtocolPlan, run_protocol
+    from dmic_core.protocol.run import AGENTS, ProtocolPlan, current_rows, run_protocol
     from dmic_core.protocol.summary import per_volume_bd, summarise
     from dmic_core.protocol.volumes import phantom_volume
 
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     log = run_protocol(plan, args.work, workers=args.workers)
     import pandas as pd
 
-    names = {v.name for v in volumes}
-    points = pd.DataFrame([r for r in log if r["volume"] in names])
+    points = pd.DataFrame(current_rows(log, plan))
     per_volume = per_volume_bd(points)
     summary = summarise(per_volume)
     ranked = summary[summary.curve.isin(candidates)].sort_values("bd_rate_mean")

@@ -12,9 +12,9 @@ import pytest
 from dmic_core.cli import main as cli
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
-from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_EXT_BG,
-                                       decide_two_level_ext, with_extended_oracle)
+from dmic_core.protocol.methods import ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_EXT_BG, decide_two_level_ext
 from dmic_core.protocol.report import write_report
+from dmic_core.protocol.summary import with_extended_oracle
 from dmic_core.protocol.run import ProtocolPlan, _agents_sha, current_rows, run_protocol, shipped_agents
 from dmic_core.protocol.volumes import EvaluationVolume
 
@@ -112,7 +112,9 @@ def test_two_level_rule_protects_the_segmenter_s_ctus_only():
 def test_a_replaced_checkpoint_s_old_points_stay_out_of_its_curve(tiny):
     plan, log, _ = tiny
     name, path = next(iter(plan.agents.items()))
-    rows = [{"curve": name, "agents_sha": _agents_sha(path)}, {"curve": name, "agents_sha": "0123456789abcdef"},
-            {"curve": "hevc", "agents_sha": None}]
+    vol = plan.volumes[0].name
+    rows = [{"volume": vol, "curve": name, "agents_sha": _agents_sha(path)},
+            {"volume": vol, "curve": name, "agents_sha": "0123456789abcdef"},
+            {"volume": vol, "curve": "hevc", "agents_sha": None}, {"volume": "elsewhere", "curve": "hevc"}]
     assert current_rows(rows, plan) == [rows[0], rows[2]]
     assert len(current_rows(list(log), plan)) == len(log)  # a run's own points are all current

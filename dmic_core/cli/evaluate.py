@@ -71,8 +71,7 @@ def run(args) -> int:
         log = PointLog(log_path(plan, args.work), row_key)
     else:
         log = run_protocol(plan, args.work, workers=args.workers)
-    names = {v.name for v in volumes}
-    rows = current_rows([r for r in log if r["volume"] in names], plan)
+    rows = current_rows(log, plan)
     after = sys.argv[sys.argv.index("evaluate") + 1:] if "evaluate" in sys.argv else []
     command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
     paths = write_report(rows, plan, args.out, wall_seconds=time.perf_counter() - start, command=command)

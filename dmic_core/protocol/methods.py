@@ -14,7 +14,7 @@
   extended oracle's gain is within reach of the segmenter's own mask, without agents.
 * ``oracle_extended``: the same family in the extended action space. Its points are the
   background offsets beyond the paper's (:data:`ORACLE_EXTENDED_BG`); its curve is the upper
-  envelope of those *and* the ``oracle`` points (:func:`with_extended_oracle`), so it is never
+  envelope of those *and* the ``oracle`` points (:func:`dmic_core.protocol.summary.with_extended_oracle`), so it is never
   below the paper-space oracle.
 """
 
@@ -30,10 +30,12 @@ from dmic_core.methods.base import Decider, Decision
 from dmic_core.methods.maps import clip_qp_i
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from dmic_core.evaluation.case import Case
     from dmic_core.pipeline import CodingSetup
+
+#: Curve names of the two oracles (the extended one's curve also takes the paper oracle's points).
+ORACLE = "oracle"
+ORACLE_EXTENDED = "oracle_extended"
 
 #: Foreground and background offsets the oracle searches: the paper space's finer foreground
 #: offsets and its coarser background offsets (a foreground CTU never coarser than background).
@@ -76,20 +78,8 @@ def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 
 
 
 PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "two_level_ext": decide_two_level_ext,
-                                          "oracle": decide_oracle, "oracle_extended": decide_oracle}
+                                          ORACLE: decide_oracle, ORACLE_EXTENDED: decide_oracle}
 
 
-def with_extended_oracle(points: "pd.DataFrame") -> "pd.DataFrame":
-    """``points`` with the ``oracle`` rows also counted as ``oracle_extended`` rows on the volumes
-    where the extended oracle ran (the extended space contains the paper's offsets)."""
-    import pandas as pd
-
-    if "curve" not in points or not (points.curve == "oracle_extended").any():
-        return points
-    volumes = set(points.volume[points.curve == "oracle_extended"])
-    paper = points[(points.curve == "oracle") & points.volume.isin(volumes)].assign(curve="oracle_extended")
-    return pd.concat([points, paper], ignore_index=True)
-
-
-__all__ = ["ORACLE_BG", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS", "TWO_LEVEL_EXT_BG", "decide_gop8",
-           "decide_oracle", "decide_two_level_ext", "with_extended_oracle"]
+__all__ = ["ORACLE", "ORACLE_BG", "ORACLE_EXTENDED", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS",
+           "TWO_LEVEL_EXT_BG", "decide_gop8", "decide_oracle", "decide_two_level_ext"]

@@ -45,7 +45,7 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         "95% percentile bootstrap over volumes. 'beats best map': volumes where the curve's BD-rate is "
         "lower than that of the best of the five hand-crafted maps on the same volume. Oracle: "
         "two-level map on the ground-truth mask, every (QP_I, fg, bg) of the paper space, upper "
-"envelope; its share is the mean of BD-rate(curve) / BD-rate(oracle) where both are defined. "
+        "envelope; its share is the mean of BD-rate(curve) / BD-rate(oracle) where both are defined. "
         "Extended oracle: the same with the extended space's background offsets (+12, +16, +20) added "
         "to the paper oracle's points.", "",
         "Agents: " + ", ".join(f"`{k}` = `{repo_relative(v)}`" for k, v in plan.agents.items()) + ".", "", "",

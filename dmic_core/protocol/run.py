@@ -25,16 +25,14 @@ from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_
 from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary
 from dmic_core.methods.base import PointSpec
 from dmic_core.methods.registry import ANCHOR
-from dmic_core.protocol.methods import ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, PROTOCOL_DECIDERS
+from dmic_core.protocol.methods import (ORACLE, ORACLE_BG, ORACLE_EXTENDED, ORACLE_EXTENDED_BG, ORACLE_FG,
+                                       PROTOCOL_DECIDERS)
 from dmic_core.protocol.volumes import EvaluationVolume
 from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
 
 #: Methods that take a QP (anchors) and a QP_I (rules), before the agents' curves.
 QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
 QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8", "two_level_ext")
-ORACLE = "oracle"
-#: The oracle of the extended action space (its extra background offsets; see protocol.methods).
-ORACLE_EXTENDED = "oracle_extended"
 #: The agents' curves (one per checkpoint of :attr:`ProtocolPlan.agents`).
 AGENTS = "dmic"
 ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, ORACLE, ORACLE_EXTENDED)
@@ -134,11 +132,14 @@ def row_key(row: dict[str, Any]) -> tuple:
 
 
 def current_rows(rows: Iterable[dict[str, Any]], plan: "ProtocolPlan") -> list[dict[str, Any]]:
-    """The log's rows a report of ``plan`` may use: an agents curve's rows only for the checkpoint
-    file its name points to now. A replaced checkpoint (a new default under the same name) keeps its
-    earlier points in the log, but they are never mixed into the new curve."""
+    """The log's rows a report of ``plan`` may use: rows of the plan's volumes, and an agents
+    curve's rows only for the checkpoint file its name points to now. A replaced checkpoint (a new
+    default under the same name) keeps its earlier points in the log, but they are never mixed
+    into the new curve."""
+    names = {v.name for v in plan.volumes}
     shas = {name: _agents_sha(path) for name, path in plan.agents.items()}
-    return [r for r in rows if r["curve"] not in shas or r.get("agents_sha") == shas[r["curve"]]]
+    return [r for r in rows if r["volume"] in names
+            and (r["curve"] not in shas or r.get("agents_sha") == shas[r["curve"]])]
 
 
 def log_path(plan: "ProtocolPlan", work: str | Path) -> Path:
