@@ -22,7 +22,7 @@ depends on the other load; compare before/after runs of one session as ratios.
 Usage::
 
     python bench/bench_compress_volume.py [--slices 275,128] [--seed 9500] [--sweep-slices 32]
-        [--job] [--repo PATH] [--tag after] [--out bench/results/compress_volume.json]
+        [--job] [--repo PATH] [--segmenter builtin-bf16] [--tag after] [--out bench/results/compress_volume.json]
 
 ``--repo`` runs another checkout (e.g. a worktree of the code before issue 17) with this venv.
 Phantom seeds 9500-9509 are the ``compress-bench`` range of dmic_core/datasets/seeds.py.
@@ -168,10 +168,10 @@ def phantom(seed: int, slices: int, data: Path) -> Path:
     return image
 
 
-def bench_compress(image: Path, repo: Path, work: Path) -> dict:
+def bench_compress(image: Path, repo: Path, work: Path, segmenter: str = "builtin") -> dict:
     out = work / f"compress-{image.parent.name}"
     cmd = [sys.executable, "-m", "dmic_core.cli", "compress", str(image), "--method", "dmic", "--lambda", "10",
-           "--out", str(out)]
+           "--out", str(out)] + (["--segmenter", segmenter] if segmenter != "builtin" else [])
     run = run_measured(cmd, env_for(repo), repo)
     result = json.loads((out / "result.json").read_text())
     seconds = {k[len("seconds_"):]: float(v) for k, v in result.items() if k.startswith("seconds_")}
@@ -182,7 +182,7 @@ def bench_compress(image: Path, repo: Path, work: Path) -> dict:
             "peak_tree_rss_mb": round(run["peak_tree_rss_mb"], 1), "maxrss_mb": round(run["maxrss_mb"], 1),
             "whole_over_encode": round(run["wall_s"] / encode, 2), "stages": rows,
             "reported_s": round(sum(seconds.values()), 2), "load_before": run["load_before"],
-            "load_after": run["load_after"], "miou": result["miou"], "dice": result["dice"], "bits": result["bits"],
+            "load_after": run["load_after"], "segmenter": segmenter, "miou": result["miou"], "dice": result["dice"], "bits": result["bits"],
             "stream_sha256": _sha(out / "stream.hevc")}
 
 
@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", action="store_true", help="also one app job (job store) on the shortest volume")
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout to run (default: this one)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dmic-bench-compress")
+    parser.add_argument("--segmenter", default="builtin",
+                        help="compress runs only: builtin (float32, the default) or builtin-bf16 (opt-in, results differ)")
     parser.add_argument("--tag", default="after")
     parser.add_argument("--out", type=Path, default=RESULTS / "compress_volume.json")
     parser.add_argument("--_job", nargs=2, help=argparse.SUPPRESS)
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
         work = Path(tmp)
         for i, n in enumerate([] if args.only_extras else lengths):
-            entry = bench_compress(phantom(args.seed + i, n, args.data), args.repo.resolve(), work)
+            entry = bench_compress(phantom(args.seed + i, n, args.data), args.repo.resolve(), work, args.segmenter)
             print_stages(entry)
             report["volumes"].append(entry)
         if args.sweep_slices:

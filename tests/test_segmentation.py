@@ -145,6 +145,39 @@ def test_batch_size_and_allocator_do_not_change_the_mask(phantom_slab):
 
 
 @needs_weights
+def test_bfloat16_segmenter_is_close_to_float32_and_says_it_differs(phantom_slab):
+    """``builtin-bf16`` is a speed option (issue 17), not a new model: its mask agrees with the
+    float32 mask almost everywhere and scores the same against the label, and its name differs,
+    so logs and cache keys never mix its results with float32 ones."""
+    from dmic_core.metrics.task import segmentation_scores
+    from dmic_core.segmentation.builtin import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16: the segmenter refuses to run (tested below)")
+    volume, label = phantom_slab
+    fp32, bf16 = load_segmenter("builtin"), load_segmenter("builtin-bf16")
+    m32, m16 = fp32.segment(volume), bf16.segment(volume)
+    assert bf16.name != fp32.name
+    assert m32.sum() > 100  # the slab holds vessel
+    assert (m32 != m16).mean() < 1e-3
+    assert segmentation_scores(m16, m32)["dice"] > 0.98
+    assert abs(segmentation_scores(m16, label)["miou"] - segmentation_scores(m32, label)["miou"]) < 0.01
+
+
+def test_precision_is_checked():
+    from dmic_core.segmentation.builtin import UNetSegmenter, cpu_has_native_bf16
+
+    net = UNet25D(3, (4, 8), 2).eval()
+    with pytest.raises(ValueError, match="precision"):
+        UNetSegmenter(net, precision="float16")
+    if not cpu_has_native_bf16():
+        with pytest.raises(DmicInputError, match="native bf16"):
+            UNetSegmenter(net, precision="bfloat16")
+    else:
+        assert UNetSegmenter(net, precision="bfloat16").name.endswith("-bf16")
+
+
+@needs_weights
 def test_torchscript_round_trip(tmp_path, phantom_slab):
     from dmic_core.segmentation.builtin import load_weights
     from dmic_core.segmentation.torchscript import TorchScriptSegmenter, export_torchscript

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                         help="local worker processes (default) or Ray")
     parser.add_argument("--address", default=None,
                         help="Ray cluster address (e.g. ray://head:10001); default: a private local runtime")
-    parser.add_argument("--segmenter", default="builtin", choices=["builtin", "gt"],
+    parser.add_argument("--segmenter", default="builtin", choices=["builtin", "builtin-bf16", "gt"],
                         help="scores decoded volumes: the shipped U-Net, or the label itself (upper bound)")
     parser.add_argument("--slices", default=None, metavar="A:B", help="frames kept of every volume")
     parser.add_argument("--workers", type=int, default=None,

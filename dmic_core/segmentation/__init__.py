@@ -1,6 +1,6 @@
 """The diagnosis task: coronary-artery segmentation of (decoded) CCTA volumes.
 
-``load_segmenter("builtin" | "gt" | path)`` returns a :class:`Segmenter` whose
+``load_segmenter("builtin" | "builtin-bf16" | "gt" | path)`` returns a :class:`Segmenter` whose
 ``segment(volume)`` gives a uint8 ``(Z, Y, X)`` vessel mask on the volume's canonical grid.
 Heavy imports (torch) happen only when a model segmenter is built.
 """

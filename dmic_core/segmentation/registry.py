@@ -1,4 +1,4 @@
-"""Pick a segmenter by name or file: ``"builtin"``, ``"gt"`` or a path to a model file."""
+"""Pick a segmenter by name or file: ``"builtin"``, ``"builtin-bf16"``, ``"gt"`` or a path to a model file."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def _builtin(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
     return UNetSegmenter(**kwargs)
 
 
+@register_segmenter("builtin-bf16")
+def _builtin_bf16(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
+    """The shipped U-Net in bfloat16: about twice as fast, masks not bit-identical to ``builtin``."""
+    from dmic_core.segmentation.builtin import UNetSegmenter
+
+    return UNetSegmenter(precision="bfloat16", **kwargs)
+
+
 @register_segmenter("gt")
 def _ground_truth(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
     from dmic_core.segmentation.ground_truth import GroundTruthSegmenter
@@ -44,7 +52,7 @@ def load_segmenter(spec: str | Path = "builtin", *, label: np.ndarray | Volume |
     """A segmenter for ``spec``.
 
     Args:
-        spec: ``"builtin"`` (shipped U-Net), ``"gt"`` (passes ``label`` through) or a path to a
+        spec: ``"builtin"`` (shipped U-Net), ``"builtin-bf16"`` (the same in bfloat16), ``"gt"`` (passes ``label`` through) or a path to a
             model file: a TorchScript ``.pt`` (see :mod:`dmic_core.segmentation.torchscript`) or
             DMIC U-Net weights written by ``dmic segment-train``.
         label: reference mask, required for ``"gt"``.
