@@ -10,12 +10,17 @@ mixed decisions for real (encode, decode, U-Net, score against the label) and co
 
 Decisions per clip: two-level maps (foreground 0, background +8) at four QP_I, the five
 hand-crafted maps at one QP_I, and two random valid decisions; with ``--agents``, also the
-agents' greedy decisions at three lambdas.
+agents' greedy decisions at three lambdas. With ``--space extended`` (surrogates built for the
+extended action space) the two-level maps also take the backgrounds only that space has (+12 at
+four QP_I, +16 and +20 at two) and the random decisions are drawn from it: whether the
+surrogate can be trusted where the extended-space training diverged (docs/agents.md).
 
 Usage::
 
     python bench/surrogate_error.py --data work_dirs/agents_train/phantoms \\
         --cases phantom-6003,phantom-6021,phantom-6008 [--agents assets/agents_dmic.pt]
+    python bench/surrogate_error.py --data work_dirs/agents_train/phantoms --cases phantom-6003,phantom-6021 \
+        --space extended --agents assets/agents_extended.pt --out bench/results/surrogate_error_extended.json
 
 Prints a table and writes ``bench/results/surrogate_error.json``.
 """
@@ -46,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", default=None, help="also score this checkpoint's greedy decisions")
     parser.add_argument("--clip-frames", type=int, default=33)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random decisions")
+    parser.add_argument("--space", default="paper", choices=["paper", "extended"],
+                        help="action space of the surrogates (and of the decisions)")
     parser.add_argument("--out", type=Path, default=RESULTS / "surrogate_error.json")
     args = parser.parse_args(argv)
 
     from dmic_core.agents.env import random_decision, surrogate_error
     from dmic_core.agents.handcrafted import HANDCRAFTED, handcrafted_offsets
-    from dmic_core.agents.spaces import PAPER
+    from dmic_core.agents.spaces import get_space
     from dmic_core.evaluation import make_reference
     from dmic_core.finetune.caches import clip_specs, load_clips
     from dmic_core.finetune.config import FinetuneConfig
@@ -63,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
     ids = [c for c in args.cases.split(",") if c]
     cases = {c: (str(data / f"{c}.img.nii.gz"), str(data / f"{c}.label.nii.gz")) for c in ids}
-    cfg = FinetuneConfig(data=str(data), clip_frames=args.clip_frames, clips_per_volume=1, preset=None)
+    space = get_space(args.space)
+    cfg = FinetuneConfig(data=str(data), clip_frames=args.clip_frames, clips_per_volume=1, preset=None, space=space.name)
     split = Split(0, len(ids), tuple(ids), (), (), len(ids))
     specs = clip_specs(cfg, split, cases)
     missing = [s.cache_path for s in specs if not Path(s.cache_path).is_file()]
@@ -87,13 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         fg = foreground_ctus(roi)
         decisions: list[tuple[str, int, np.ndarray]] = [
             (f"two-level@{q}", q, mask_ctu_dqp(roi, 0, 8)) for q in (20, 26, 32, 37)]
+        if space.name != "paper":
+            decisions += [(f"two-level+12@{q}", q, mask_ctu_dqp(roi, 0, 12)) for q in (20, 26, 32, 37)]
+            decisions += [(f"two-level+{bg}@{q}", q, mask_ctu_dqp(roi, 0, bg)) for bg in (16, 20) for q in (26, 32)]
         decisions += [(f"{m}@29", 29, handcrafted_offsets(roi, m)) for m in HANDCRAFTED]
-        decisions += [(f"random{i}", *random_decision(PAPER, fg, rng)) for i in range(2)]
+        decisions += [(f"random{i}", *random_decision(space, fg, rng)) for i in range(2)]
         if agents is not None:
             for lam in (0.0, 10.0, 100.0):
                 d = agents.decide(volume.hu, roi, lam)
                 decisions.append((f"agents@lambda{lam:g}", int(d.qp_i), d.offsets))
-        found = surrogate_error(volume, seg, reference, clip.cache, [(q, o) for _, q, o in decisions], lam=10.0)
+        found = surrogate_error(volume, seg, reference, clip.cache, [(q, o) for _, q, o in decisions], lam=10.0,
+                                space=space)
         clip_rows = []
         for (name, _, offsets), row in zip(decisions, found):
             for lam in REWARD_LAMBDAS:
@@ -125,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python bench/surrogate_error.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "setup": "x265 task coding (evaluation encoder), builtin U-Net, labels as reference",
+        "setup": f"x265 task coding (evaluation encoder), builtin U-Net, labels as reference, {space.name} space",
         "summary": summary, "per_clip": per_clip, "rows": rows}, indent=1) + "\n")
     return 0
 

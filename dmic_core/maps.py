@@ -30,6 +30,29 @@ def foreground_ctus(mask: np.ndarray) -> np.ndarray:
     return ctu_mask_ratio(mask) > 0
 
 
+def ctu_peak(values: np.ndarray) -> np.ndarray:
+    """Largest value in each CTU, ``(frames, rows, cols)`` (the padding of partial CTUs counts as 0)."""
+    values = np.asarray(values, dtype=np.float32)
+    n, h, w = values.shape
+    rows, cols = ctu_grid_shape(h, w)
+    padded = np.zeros((n, rows * CTU_SIZE, cols * CTU_SIZE), dtype=np.float32)
+    padded[:, :h, :w] = values
+    return padded.reshape(n, rows, CTU_SIZE, cols, CTU_SIZE).max(axis=(2, 4))
+
+
+def gate_ctus_by_confidence(mask: np.ndarray, probabilities: np.ndarray, gate: float) -> np.ndarray:
+    """``mask`` kept only in the CTUs (per frame) whose peak vessel probability reaches ``gate``.
+
+    A segmenter's false positives tend to be faint: on validation phantoms a third of the mask's
+    CTUs without label peak below 0.9, against under 1% of those with label (bench/roi_gate.py).
+    """
+    if np.shape(mask) != np.shape(probabilities):
+        raise ValueError(f"mask {np.shape(mask)} and probabilities {np.shape(probabilities)} differ in shape")
+    keep = np.repeat(np.repeat(ctu_peak(probabilities) >= gate, CTU_SIZE, axis=1), CTU_SIZE, axis=2)
+    h, w = np.shape(mask)[1:]
+    return ((np.asarray(mask) > 0) & keep[:, :h, :w]).astype(np.uint8)
+
+
 def mask_ctu_dqp(mask: np.ndarray, fg_dqp: int, bg_dqp: int) -> np.ndarray:
     """Two-level map: ``fg_dqp`` on foreground CTUs, ``bg_dqp`` elsewhere."""
     return np.where(foreground_ctus(mask), np.int32(fg_dqp), np.int32(bg_dqp)).astype(np.int32)

@@ -118,3 +118,41 @@ def test_a_replaced_checkpoint_s_old_points_stay_out_of_its_curve(tiny):
             {"volume": vol, "curve": "hevc", "agents_sha": None}, {"volume": "elsewhere", "curve": "hevc"}]
     assert current_rows(rows, plan) == [rows[0], rows[2]]
     assert len(current_rows(list(log), plan)) == len(log)  # a run's own points are all current
+
+
+def test_a_volume_s_roi_file_replaces_the_segmenter_s_mask(tiny, tmp_path):
+    """``EvaluationVolume.roi`` (bench/roi_gate.py's gated masks) is what the methods protect:
+    with an empty mask the two-level rule puts every CTU at the background offset."""
+    import nibabel as nib
+
+    plan, _, _ = tiny
+    vol = plan.volumes[0]
+    source = nib.load(vol.image)
+    empty = tmp_path / "empty.roi.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(source.shape, np.uint8), source.affine), str(empty))
+    link = tmp_path / "phantom-9000+empty.img.nii.gz"
+    link.symlink_to(vol.image)
+    volumes = [vol, EvaluationVolume("phantom-9000+empty", str(link), vol.label, vol.slices, "label", roi=str(empty))]
+    log = run_protocol(ProtocolPlan(volumes, {}, qp_is=(29,), oracle_volumes=0, methods=("two_level_ext",)),
+                       tmp_path / "work", workers=1, log=lambda m: None)
+    rows = {r["volume"]: r for r in log}
+    assert rows["phantom-9000"]["fg_ctu_fraction"] > 0  # the segmenter's own mask has foreground CTUs
+    assert rows["phantom-9000+empty"]["fg_ctu_fraction"] == 0
+    assert rows["phantom-9000+empty"]["mean_bg_offset"] == TWO_LEVEL_EXT_BG
+    assert rows["phantom-9000+empty"]["bits"] < rows["phantom-9000"]["bits"]
+
+
+def test_confidence_gate_keeps_the_mask_only_in_confident_ctus():
+    from dmic_core.maps import ctu_peak, gate_ctus_by_confidence
+
+    mask = np.zeros((2, 100, 130), np.uint8)
+    prob = np.zeros(mask.shape, np.float32)
+    for f, y, x, p in ((0, 10, 10, 0.95), (0, 10, 70, 0.6), (1, 80, 120, 0.91)):  # 3 CTUs, the last partial
+        mask[f, y, x], prob[f, y, x] = 1, p
+    prob[0, 12, 75] = 0.5  # a second, fainter voxel in the faint CTU does not lift its peak
+    assert ctu_peak(prob).shape == (2, 2, 3) and ctu_peak(prob)[0, 0, 1] == pytest.approx(0.6)
+    gated = gate_ctus_by_confidence(mask, prob, 0.9)
+    assert gated.dtype == np.uint8 and gated.sum() == 2 and gated[0, 10, 10] and gated[1, 80, 120] and not gated[0, 10, 70]
+    assert gate_ctus_by_confidence(mask, prob, 0.0).sum() == 3  # gate 0 keeps the mask as it is
+    with pytest.raises(ValueError, match="shape"):
+        gate_ctus_by_confidence(mask, prob[:1], 0.9)

@@ -28,7 +28,7 @@ from dmic_core.methods.registry import ANCHOR
 from dmic_core.protocol.methods import (ORACLE, ORACLE_BG, ORACLE_EXTENDED, ORACLE_EXTENDED_BG, ORACLE_FG,
                                        PROTOCOL_DECIDERS)
 from dmic_core.protocol.volumes import EvaluationVolume
-from dmic_core.runs import CaseSpec, PointJob, PointLog, run_points
+from dmic_core.runs import PointJob, PointLog, run_points
 
 #: Methods that take a QP (anchors) and a QP_I (rules), before the agents' curves.
 QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
@@ -70,7 +70,7 @@ class ProtocolPlan:
         labelled = [v for v in self.volumes if v.label is not None]
         oracle_names = {v.name for v in labelled[: self.oracle_volumes]}
         for vol in self.volumes:
-            case = CaseSpec(vol.image, vol.label, "builtin", tuple(vol.slices))
+            case = vol.case_spec()
             for method in self.methods:
                 if method not in QP_METHODS + QP_I_METHODS:
                     continue
@@ -159,8 +159,7 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
         if row["curve"] == ANCHOR:
             spec = next((v for v in plan.volumes if v.name == row["volume"]), None)
             if spec is not None:
-                known[(CaseSpec(spec.image, spec.label, "builtin", tuple(spec.slices)),
-                       float(row["setting"]))] = int(row["bits"])
+                known[(spec.case_spec(), float(row["setting"]))] = int(row["bits"])
     log(f"[evaluate] {len(todo)} points to run, {len(points)} done")
     start = time.perf_counter()
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from dmic_core.datasets.seeds import EVALUATION_SEEDS
 from dmic_core.defaults import shared_data_dir
+
+if TYPE_CHECKING:
+    from dmic_core.runs import CaseSpec
 
 #: Frames per evaluation slab (the paper's clips and the agents' decision benchmark).
 SLAB = 33
@@ -39,6 +42,15 @@ class EvaluationVolume:
     label: str | None
     slices: tuple[int, int]
     reference: str  # "label" or "segmentation of the original"
+    #: a mask file that replaces the segmenter's mask of the original as the region the methods
+    #: protect (e.g. a post-processed mask under study); None: the segmenter's own
+    roi: str | None = None
+
+    def case_spec(self) -> "CaseSpec":
+        """The runner's case of this volume (always the built-in segmenter)."""
+        from dmic_core.runs import CaseSpec
+
+        return CaseSpec(self.image, self.label, "builtin", tuple(self.slices), self.roi)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
