@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     plan_plain = ProtocolPlan(plain, agents, oracle_volumes=0, methods=(ANCHOR, *methods))
     plan_gated = ProtocolPlan(gated, agents, oracle_volumes=0, methods=tuple(methods))
     start = time.perf_counter()
-    log = run_protocol(plan_plain, args.work, workers=args.workers)
-    run_protocol(plan_gated, args.work, workers=args.workers)
+    run_protocol(plan_plain, args.work, workers=args.workers)
+    log = run_protocol(plan_gated, args.work, workers=args.workers)  # the same log file, read after both
     rows = current_rows(log, plan_plain)
     for row in current_rows(log, plan_gated):  # the gated curves join their plain volume, renamed
         rows.append({**row, "volume": row["volume"].split("+")[0], "curve": f"{row['curve']}+{tag}"})
