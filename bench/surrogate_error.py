@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "surrogate_error.json")
     args = parser.parse_args(argv)
 
-    from dmic_core.agents.env import random_decision, surrogate_error
+    from dmic_core.agents.env import offset_edge_steps, random_decision, surrogate_error
     from dmic_core.agents.handcrafted import HANDCRAFTED, handcrafted_offsets
     from dmic_core.agents.spaces import get_space
     from dmic_core.evaluation import make_reference
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  + lam * (clip.cache.original_miou - row["miou_real"]))
                 sur = clip.cache.evaluate(row["qp_i"], offsets, lam)
                 row[f"reward_sur_l{lam:g}"] = sur.reward
-            clip_rows.append({"clip": spec.name, "decision": name, **row})
+            clip_rows.append({"clip": spec.name, "decision": name, **row, "edge_steps": offset_edge_steps(offsets),
+                              "bits_ref": clip.cache.bits_ref})
         rho = {f"{lam:g}": _spearman([r[f"reward_real_l{lam:g}"] for r in clip_rows],
                                      [r[f"reward_sur_l{lam:g}"] for r in clip_rows]) for lam in REWARD_LAMBDAS}
         per_clip.append({"clip": spec.name, "spearman_reward": rho})

@@ -297,6 +297,50 @@ def test_action_values_agree_with_the_surrogate(tiny_env):
     assert cache.frame_action_values((30,), off, 5.0) == pytest.approx([r])
 
 
+def test_edge_steps_and_their_one_ctu_change():
+    from dmic_core.agents.env import edge_steps_change, offset_edge_steps
+
+    off = np.array([[[0, 4], [8, 8]]])  # edges: |0-4| + |8-8| across, |0-8| + |4-8| down
+    assert offset_edge_steps(off) == 4 + 0 + 8 + 4
+    rng = np.random.default_rng(0)
+    off = rng.choice([-2, 0, 4, 12], size=(3, 4, 5))
+    for cand in (-2, 0, 12):
+        change = edge_steps_change(off, cand)
+        for f, r, c in np.ndindex(off.shape):
+            moved = off.copy()
+            moved[f, r, c] = cand
+            assert change[f, r, c] == offset_edge_steps(moved) - offset_edge_steps(off)
+
+
+def test_mixed_qp_rate_correction_prices_every_surrogate_view_alike(tiny_env):
+    """With ``edge_rate`` set, a decision costs ``kappa * 2^(-(QP_I - 32) / c) * edge_steps`` bits
+    more in ``evaluate``, and the action values and difference rewards stay the exact
+    counterfactuals of ``evaluate`` (one CTU moved, the rest kept)."""
+    import dataclasses
+
+    from dmic_core.agents.env import offset_edge_steps
+
+    vol, seg, ref, cache, env = tiny_env
+    corrected = dataclasses.replace(cache, edge_rate=(50.0, 6.0))
+    fg = foreground_ctus(ref.roi)
+    off = np.where(fg, 0, 6).astype(np.int32)
+    assert offset_edge_steps(off) > 0  # the decision is mixed: the correction applies
+    plain, more = cache.evaluate(30, off, 5.0), corrected.evaluate(30, off, 5.0)
+    assert more.bits - plain.bits == pytest.approx(50.0 * 2.0 ** (2 / 6) * offset_edge_steps(off))
+    uniform = np.full_like(off, 2)
+    assert corrected.evaluate(30, uniform, 5.0).bits == cache.evaluate(30, uniform, 5.0).bits
+    q = corrected.ctu_action_values(30, off, 5.0, TINY.offsets)
+    _, diff = corrected.ctu_rewards(30, off, 5.0, baseline_offset=2)
+    for f, row, col in np.argwhere(np.ones_like(fg))[:6]:
+        for cand in TINY.offsets:
+            moved = off.copy()
+            moved[f, row, col] = cand
+            assert q[f, row, col, TINY.offsets.index(cand)] == pytest.approx(corrected.evaluate(30, moved, 5.0).reward)
+        base = off.copy()
+        base[f, row, col] = 2
+        assert diff[f, row, col] == pytest.approx((more.reward - corrected.evaluate(30, base, 5.0).reward) * off.size)
+
+
 def test_greedy_update_finds_the_rate_only_optimum(tiny_env):
     """At lambda = 0 the reward is rate alone: after a short greedy training every CTU takes the
     coarsest offset its class allows."""

@@ -164,6 +164,33 @@ class RealEnv:
                        {"code": t1 - t0, "segment": t2 - t1})
 
 
+def offset_edge_steps(offsets: np.ndarray) -> float:
+    """Sum over the edges between horizontally and vertically adjacent CTUs of a frame of their
+    QP-offset difference ``|o_a - o_b|``: how "mixed" a decision is.
+
+    The surrogate prices each CTU as if its whole frame had its QP, so it misses what a real
+    encode spends where QPs change between neighbours; that cost grows with this sum
+    (``bench/surrogate_rate_fit.py``, docs/agents.md).
+    """
+    o = np.asarray(offsets, dtype=np.float64)
+    return float(np.abs(np.diff(o, axis=-1)).sum() + np.abs(np.diff(o, axis=-2)).sum())
+
+
+def edge_steps_change(offsets: np.ndarray, candidate: float | np.ndarray) -> np.ndarray:
+    """``(F, R, C)``: how :func:`offset_edge_steps` changes when that CTU alone takes ``candidate``."""
+    o = np.asarray(offsets, dtype=np.float64)
+    cand = np.broadcast_to(np.asarray(candidate, dtype=np.float64), o.shape)
+    change = np.zeros_like(o)
+    for axis in (-1, -2):
+        n = o.shape[axis]
+        for lo, hi in ((slice(1, n), slice(0, n - 1)), (slice(0, n - 1), slice(1, n))):
+            here, there = [slice(None)] * o.ndim, [slice(None)] * o.ndim
+            here[axis], there[axis] = lo, hi
+            here, there = tuple(here), tuple(there)
+            change[here] += np.abs(cand[here] - o[there]) - np.abs(o[here] - o[there])
+    return change
+
+
 def cache_keys(space: ActionSpace, n_frames: int) -> list[tuple[int, int]]:
     """Uniform encodes ``(d, s)`` a surrogate of ``space`` needs: band ``d``, QP shift ``s``."""
     keys = set()
@@ -222,6 +249,10 @@ class ClipCache:
     bits_ref: float
     shape: tuple[int, int, int]
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Mixed-QP rate correction ``(kappa, c)``: ``kappa * 2^(-(QP_I - 32) / c)`` bits per unit of
+    #: :func:`offset_edge_steps` added to a decision's bits (0: the plain mosaic). Set by training
+    #: (``FinetuneConfig.rate_edge_bits``), not stored in the cache file: it is a model on top.
+    edge_rate: tuple[float, float] = (0.0, 6.0)
 
     # ------------------------------------------------------------------------------- building
     @classmethod
@@ -305,6 +336,11 @@ class ClipCache:
         bits = self.frame_bits[idx, np.broadcast_to(f, idx.shape)] * self.share[idx, f, r, c]
         return bits, self.tp[idx, f, r, c], self.pc[idx, f, r, c], self.sse[idx, f, r, c]
 
+    def edge_bits_per_step(self, qp_i: int) -> float:
+        """Bits :attr:`edge_rate` adds per unit of offset step between neighbours at ``qp_i``."""
+        kappa, halving = self.edge_rate
+        return float(kappa * 2.0 ** (-(int(qp_i) - 32) / halving)) if kappa else 0.0
+
     def evaluate(self, qp_i: int, offsets: np.ndarray | None, lam: float) -> Outcome:
         """Surrogate outcome of a decision (``offsets=None``: all zero)."""
         n, h, w = self.shape
@@ -313,6 +349,9 @@ class ClipCache:
             offsets = np.zeros((n, rows, cols), dtype=np.int32)
         bits, tp, pc, sse = self._gather(self.key_index(qp_i, offsets))
         total = float(bits.sum())
+        per_step = self.edge_bits_per_step(qp_i)
+        if per_step:
+            total += per_step * offset_edge_steps(offsets)
         scores = scores_from_counts(tp.sum(), pc.sum(), self.ref_count, self.n_voxels)
         drop = self.original_miou - scores["miou"]
         rate = total / self.bits_ref
@@ -334,6 +373,10 @@ class ClipCache:
         b, tp, pc, _ = self._gather(idx)
         b0, tp0, pc0, _ = self._gather(idx0)
         tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
+        per_step = self.edge_bits_per_step(qp_i)
+        if per_step:  # the mixed-QP term: the whole decision's, and each CTU's share of its change
+            tot_b = tot_b + per_step * offset_edge_steps(offsets)
+            b0 = b0 + per_step * edge_steps_change(offsets, baseline_offset)
         miou = scores_from_counts(tot_tp, tot_pc, self.ref_count, self.n_voxels)["miou"]
         r = float(reward(tot_b / self.bits_ref, self.original_miou - miou, lam))
         miou_cf = scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count, self.n_voxels)["miou"]
@@ -353,9 +396,14 @@ class ClipCache:
         reward itself. The CTU agent's action values (difference rewards for every action)."""
         b, tp, pc, _ = self._gather(self.key_index(qp_i, offsets))
         tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
+        per_step = self.edge_bits_per_step(qp_i)
+        if per_step:
+            tot_b = tot_b + per_step * offset_edge_steps(offsets)
         out = np.empty(b.shape + (len(candidates),))
         for j, cand in enumerate(candidates):
             bj, tpj, pcj, _ = self._gather(self.key_index(qp_i, np.full_like(np.asarray(offsets), cand)))
+            if per_step:
+                bj = bj + per_step * edge_steps_change(offsets, cand)
             miou = scores_from_counts(tot_tp - tp + tpj, tot_pc - pc + pcj, self.ref_count, self.n_voxels)["miou"]
             out[..., j] = reward((tot_b - b + bj) / self.bits_ref, self.original_miou - miou, lam)
         return out

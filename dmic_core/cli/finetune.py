@@ -42,6 +42,11 @@ def register(subparsers) -> None:
                              "every action (greedy reaches the optimum; see dmic_core.agents.a2c)")
     parser.add_argument("--lambda-zero-prob", type=float, default=0.1,
                         help="share of training episodes at lambda = 0")
+    parser.add_argument("--rate-edge-bits", type=float, default=0.0,
+                        help="surrogate's mixed-QP rate correction: bits per offset step between neighbouring "
+                             "CTUs at QP_I 32 (bench/surrogate_rate_fit.py fits it; 0: none)")
+    parser.add_argument("--rate-edge-halving", type=float, default=6.0,
+                        help="QPs over which that cost doubles towards finer QP_I")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=run)
 
@@ -57,7 +62,8 @@ def run(args) -> int:
                          preset=None if args.preset in ("", "none", "default") else args.preset,
                          segmenter=args.segmenter, workers=args.workers, threads=args.threads,
                          cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), val_volumes=args.val_volumes,
-                         actor_update=args.actor_update, lambda_zero_prob=args.lambda_zero_prob)
+                         actor_update=args.actor_update, lambda_zero_prob=args.lambda_zero_prob,
+                         rate_edge_bits=args.rate_edge_bits, rate_edge_halving=args.rate_edge_halving)
 
     def log(msg: str) -> None:
         if not args.quiet:

@@ -162,6 +162,7 @@ def load_clips(specs: list[ClipSpec], cfg: FinetuneConfig):
         clips.append(build_clip(volume.slab(s.start, s.stop), seg, label=None if lab is None else lab[s.start:s.stop],
                                 space=cfg.space, setup=cfg.coding_setup(), cache_path=Path(s.cache_path),
                                 name=s.name))
+        clips[-1].cache.edge_rate = (cfg.rate_edge_bits, cfg.rate_edge_halving)
     shapes = {c.frame_planes.shape for c in clips}
     if len(shapes) > 1:
         raise DmicInputError(f"training clips differ in shape {sorted(shapes)}: use volumes of one in-plane size")

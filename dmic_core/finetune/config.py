@@ -39,6 +39,10 @@ class FinetuneConfig:
             is the paper's A2C estimate; ``all_actions`` / ``greedy`` use the surrogate's value of
             every action (the default, ``greedy``, is the one that reaches the optimum).
         lambda_zero_prob: share of training episodes at lambda = 0 (rate only).
+        rate_edge_bits / rate_edge_halving: the surrogate's mixed-QP rate correction
+            (:attr:`dmic_core.agents.env.ClipCache.edge_rate`): bits per unit of offset step between
+            neighbouring CTUs at QP_I 32, doubling every ``rate_edge_halving`` QPs finer. 0 (the
+            default) prices decisions as the plain mosaic; ``bench/surrogate_rate_fit.py`` fits it.
     """
 
     data: str
@@ -68,6 +72,8 @@ class FinetuneConfig:
     val_volumes: int = 0
     actor_update: str = "greedy"
     lambda_zero_prob: float = 0.1
+    rate_edge_bits: float = 0.0
+    rate_edge_halving: float = 6.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:
@@ -76,6 +82,8 @@ class FinetuneConfig:
             raise DmicInputError(f"--shots must be at least 1, got {self.shots}")
         if self.iterations < 0:
             raise DmicInputError(f"--iterations must be >= 0, got {self.iterations}")
+        if self.rate_edge_bits < 0 or self.rate_edge_halving <= 0:
+            raise DmicInputError("--rate-edge-bits must be >= 0 and --rate-edge-halving > 0")
         if self.clip_frames < 1 or self.clips_per_volume < 1:
             raise DmicInputError("clip_frames and clips_per_volume must be at least 1")
         if not 0 <= self.val_volumes <= self.n_val:
