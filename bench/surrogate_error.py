@@ -28,6 +28,7 @@ Prints a table and writes ``bench/results/surrogate_error.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -36,6 +37,9 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REWARD_LAMBDAS = (0.0, 10.0, 100.0)
+#: Rate saturation QPs (``ClipCache.rate_qp_cap``) whose surrogate bits every row records, so
+#: bench/surrogate_rate_fit.py can choose one without re-encoding.
+RATE_CAPS = (40, 42, 44, 46, 48, 50)
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -113,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  + lam * (clip.cache.original_miou - row["miou_real"]))
                 sur = clip.cache.evaluate(row["qp_i"], offsets, lam)
                 row[f"reward_sur_l{lam:g}"] = sur.reward
+            capped = {f"bits_sur_cap{cap}": dataclasses.replace(clip.cache, rate_qp_cap=cap).evaluate(
+                row["qp_i"], offsets, 10.0).bits for cap in (RATE_CAPS if space.name != "paper" else ())}
             clip_rows.append({"clip": spec.name, "decision": name, **row, "edge_steps": offset_edge_steps(offsets),
-                              "bits_ref": clip.cache.bits_ref})
+                              "bits_ref": clip.cache.bits_ref, **capped})
         rho = {f"{lam:g}": _spearman([r[f"reward_real_l{lam:g}"] for r in clip_rows],
                                      [r[f"reward_sur_l{lam:g}"] for r in clip_rows]) for lam in REWARD_LAMBDAS}
         per_clip.append({"clip": spec.name, "spearman_reward": rho})

@@ -341,6 +341,25 @@ def test_mixed_qp_rate_correction_prices_every_surrogate_view_alike(tiny_env):
         assert diff[f, row, col] == pytest.approx((more.reward - corrected.evaluate(30, base, 5.0).reward) * off.size)
 
 
+def test_rate_cap_prices_coarser_ctus_at_the_cap_and_keeps_their_accuracy(tiny_env):
+    import dataclasses
+
+    vol, seg, ref, cache, env = tiny_env
+    capped = dataclasses.replace(cache, rate_qp_cap=32)  # QP_I 30: offset 6 is priced as offset 2
+    fg = foreground_ctus(ref.roi)
+    coarse, at_cap = np.where(fg, 0, 6).astype(np.int32), np.where(fg, 0, 2).astype(np.int32)
+    out = capped.evaluate(30, coarse, 5.0)
+    assert out.bits == pytest.approx(cache.evaluate(30, at_cap, 5.0).bits)
+    assert out.bits > cache.evaluate(30, coarse, 5.0).bits
+    assert out.miou == cache.evaluate(30, coarse, 5.0).miou  # accuracy still from the CTUs' own QP
+    assert capped.evaluate(30, at_cap, 5.0).bits == cache.evaluate(30, at_cap, 5.0).bits
+    q = capped.ctu_action_values(30, coarse, 5.0, TINY.offsets)
+    f, row, col = np.argwhere(~fg)[0]
+    moved = coarse.copy()
+    moved[f, row, col] = 2
+    assert q[f, row, col, TINY.offsets.index(2)] == pytest.approx(capped.evaluate(30, moved, 5.0).reward)
+
+
 def test_greedy_update_finds_the_rate_only_optimum(tiny_env):
     """At lambda = 0 the reward is rate alone: after a short greedy training every CTU takes the
     coarsest offset its class allows."""

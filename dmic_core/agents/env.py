@@ -253,6 +253,10 @@ class ClipCache:
     #: :func:`offset_edge_steps` added to a decision's bits (0: the plain mosaic). Set by training
     #: (``FinetuneConfig.rate_edge_bits``), not stored in the cache file: it is a model on top.
     edge_rate: tuple[float, float] = (0.0, 6.0)
+    #: Rate saturation: a CTU whose I-frame-equivalent QP (QP_I + offset) is above this is priced
+    #: at this QP (its segmentation and error still at its own). Real mixed encodes stop saving
+    #: bits there (docs/agents.md); None: no cap. Set by training like :attr:`edge_rate`.
+    rate_qp_cap: int | None = None
 
     # ------------------------------------------------------------------------------- building
     @classmethod
@@ -328,6 +332,18 @@ class ClipCache:
             self._lookup = table
         return self._lookup
 
+    def _per_ctu(self, qp_i: int, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per-CTU bits, TP, P and SSE of a decision; bits from the capped QP (:attr:`rate_qp_cap`)."""
+        idx = self.key_index(qp_i, offsets)
+        bits, tp, pc, sse = self._gather(idx)
+        if self.rate_qp_cap is not None:
+            band = p_frame_delta(int(qp_i))
+            lowest = min(sh for d, sh in self.keys if d == band) - int(qp_i)  # finest cached offset
+            capped = np.minimum(np.asarray(offsets), max(int(self.rate_qp_cap) - int(qp_i), lowest))
+            if not np.array_equal(capped, offsets):
+                bits = self._gather(self.key_index(qp_i, capped))[0]
+        return bits, tp, pc, sse
+
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
         n, rows, cols = idx.shape
         f = np.arange(n)[:, None, None]
@@ -347,7 +363,7 @@ class ClipCache:
         rows, cols = ctu_grid_shape(h, w)
         if offsets is None:
             offsets = np.zeros((n, rows, cols), dtype=np.int32)
-        bits, tp, pc, sse = self._gather(self.key_index(qp_i, offsets))
+        bits, tp, pc, sse = self._per_ctu(qp_i, offsets)
         total = float(bits.sum())
         per_step = self.edge_bits_per_step(qp_i)
         if per_step:
@@ -369,9 +385,8 @@ class ClipCache:
         random choices: the CTU agent's low-variance learning signal.
         """
         idx = self.key_index(qp_i, offsets)
-        idx0 = self.key_index(qp_i, np.full_like(np.asarray(offsets), baseline_offset))
-        b, tp, pc, _ = self._gather(idx)
-        b0, tp0, pc0, _ = self._gather(idx0)
+        b, tp, pc, _ = self._per_ctu(qp_i, offsets)
+        b0, tp0, pc0, _ = self._per_ctu(qp_i, np.full_like(np.asarray(offsets), baseline_offset))
         tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
         per_step = self.edge_bits_per_step(qp_i)
         if per_step:  # the mixed-QP term: the whole decision's, and each CTU's share of its change
@@ -394,14 +409,14 @@ class ClipCache:
         ``(F, R, C, len(candidates))``. Row ``[f, r, c, j]`` is the counterfactual clip reward
         of CTU ``(f, r, c)`` taking ``candidates[j]``; for the offset it took, it is the clip
         reward itself. The CTU agent's action values (difference rewards for every action)."""
-        b, tp, pc, _ = self._gather(self.key_index(qp_i, offsets))
+        b, tp, pc, _ = self._per_ctu(qp_i, offsets)
         tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
         per_step = self.edge_bits_per_step(qp_i)
         if per_step:
             tot_b = tot_b + per_step * offset_edge_steps(offsets)
         out = np.empty(b.shape + (len(candidates),))
         for j, cand in enumerate(candidates):
-            bj, tpj, pcj, _ = self._gather(self.key_index(qp_i, np.full_like(np.asarray(offsets), cand)))
+            bj, tpj, pcj, _ = self._per_ctu(qp_i, np.full_like(np.asarray(offsets), cand))
             if per_step:
                 bj = bj + per_step * edge_steps_change(offsets, cand)
             miou = scores_from_counts(tot_tp - tp + tpj, tot_pc - pc + pcj, self.ref_count, self.n_voxels)["miou"]

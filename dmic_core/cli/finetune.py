@@ -47,6 +47,8 @@ def register(subparsers) -> None:
                              "CTUs at QP_I 32 (bench/surrogate_rate_fit.py fits it; 0: none)")
     parser.add_argument("--rate-edge-halving", type=float, default=6.0,
                         help="QPs over which that cost doubles towards finer QP_I")
+    parser.add_argument("--rate-qp-cap", type=int, default=None,
+                        help="surrogate's rate saturation: CTUs coarser than this paper QP are priced at it")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=run)
 
@@ -63,7 +65,8 @@ def run(args) -> int:
                          segmenter=args.segmenter, workers=args.workers, threads=args.threads,
                          cache_dir=str(args.cache_dir or DEFAULT_CACHE_DIR), val_volumes=args.val_volumes,
                          actor_update=args.actor_update, lambda_zero_prob=args.lambda_zero_prob,
-                         rate_edge_bits=args.rate_edge_bits, rate_edge_halving=args.rate_edge_halving)
+                         rate_edge_bits=args.rate_edge_bits, rate_edge_halving=args.rate_edge_halving,
+                         rate_qp_cap=args.rate_qp_cap)
 
     def log(msg: str) -> None:
         if not args.quiet:

@@ -163,6 +163,7 @@ def load_clips(specs: list[ClipSpec], cfg: FinetuneConfig):
                                 space=cfg.space, setup=cfg.coding_setup(), cache_path=Path(s.cache_path),
                                 name=s.name))
         clips[-1].cache.edge_rate = (cfg.rate_edge_bits, cfg.rate_edge_halving)
+        clips[-1].cache.rate_qp_cap = cfg.rate_qp_cap
     shapes = {c.frame_planes.shape for c in clips}
     if len(shapes) > 1:
         raise DmicInputError(f"training clips differ in shape {sorted(shapes)}: use volumes of one in-plane size")

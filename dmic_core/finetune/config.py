@@ -43,6 +43,8 @@ class FinetuneConfig:
             (:attr:`dmic_core.agents.env.ClipCache.edge_rate`): bits per unit of offset step between
             neighbouring CTUs at QP_I 32, doubling every ``rate_edge_halving`` QPs finer. 0 (the
             default) prices decisions as the plain mosaic; ``bench/surrogate_rate_fit.py`` fits it.
+        rate_qp_cap: the surrogate's rate saturation (:attr:`dmic_core.agents.env.ClipCache.rate_qp_cap`),
+            fitted by the same script; None: none.
     """
 
     data: str
@@ -74,6 +76,7 @@ class FinetuneConfig:
     lambda_zero_prob: float = 0.1
     rate_edge_bits: float = 0.0
     rate_edge_halving: float = 6.0
+    rate_qp_cap: int | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:
