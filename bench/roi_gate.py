@@ -61,16 +61,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from dmic_core.datasets.seeds import role_of
+    from dmic_core.datasets.seeds import selection_seeds
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import AGENTS, ProtocolPlan, current_rows, run_protocol
+    from dmic_core.protocol.run import ProtocolPlan, current_rows, run_protocol
     from dmic_core.protocol.summary import per_volume_bd, summarise
     from dmic_core.protocol.volumes import phantom_volume
 
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    bad = [s for s in seeds if role_of(s) is None or role_of(s).role in ("evaluation", "test")]
-    if bad:
-        raise SystemExit(f"seeds {bad} are evaluation or test seeds: they cannot choose a setting")
+    try:
+        seeds = selection_seeds(args.seeds)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     methods = [m for m in args.methods.split(",") if m]
     tag = f"gate{args.gate:g}"
     plain = [phantom_volume(s, args.data) for s in seeds]

@@ -58,3 +58,14 @@ def test_no_shipped_model_was_made_or_chosen_with_an_evaluation_seed() -> None:
 
 def test_every_range_has_a_known_role() -> None:
     assert {r.role for r in SEED_RANGES} <= {"train", "select", "test", "evaluation"}
+
+
+def test_only_validation_and_training_seeds_may_choose() -> None:
+    import pytest
+
+    from dmic_core.datasets.seeds import selection_seeds
+
+    assert selection_seeds("6003, 6021,") == [6003, 6021]
+    for bad in ("6003,9000", "3001", "123456"):  # an evaluation seed, a test seed, an unregistered one
+        with pytest.raises(ValueError, match=bad.split(",")[-1]):
+            selection_seeds(bad)

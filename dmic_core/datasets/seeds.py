@@ -68,6 +68,16 @@ def role_of(seed: int) -> SeedRange | None:
     return next((r for r in SEED_RANGES if seed in r), None)
 
 
+def selection_seeds(text: str) -> list[int]:
+    """The seeds of a comma list that may choose a model or a setting (validation or training
+    seeds); ValueError naming any evaluation, test or unregistered seed."""
+    seeds = [int(s) for s in text.split(",") if s.strip()]
+    bad = [s for s in seeds if role_of(s) is None or role_of(s).role in ("evaluation", "test")]
+    if bad:
+        raise ValueError(f"seeds {bad} are evaluation, test or unregistered seeds: they cannot choose a model or a setting")
+    return seeds
+
+
 def overlapping_ranges() -> list[tuple[str, str]]:
     """Pairs of ranges that share a seed (empty when the registry is sound)."""
     pairs = []
@@ -78,4 +88,5 @@ def overlapping_ranges() -> list[tuple[str, str]]:
     return pairs
 
 
-__all__ = ["EVALUATION_SEEDS", "SEED_RANGES", "SeedRange", "overlapping_ranges", "role_of", "seed_range"]
+__all__ = ["EVALUATION_SEEDS", "SEED_RANGES", "SeedRange", "overlapping_ranges", "role_of", "seed_range",
+           "selection_seeds"]
