@@ -30,7 +30,9 @@ Two implementations of the same :class:`Outcome`:
     counts -- exact for the mosaic of segmentations, since IoUs only need TP, P and |ref|.
     What it cannot see: a CTU's QP changing its neighbours' segmentation (the segmenter's
     receptive field) and the inter-frame/intra-frame prediction from differently coded
-    neighbours. ``docs/agents.md`` reports its measured error against real encodes.
+    neighbours. ``docs/agents.md`` reports its measured error against real encodes, and two
+    optional rate corrections fitted on real encodes (:attr:`ClipCache.rate_qp_cap`,
+    :attr:`ClipCache.edge_rate`) for the extended space's coarse backgrounds.
 
 Rate share proxy of CTU ``c`` in frame ``f`` of encode ``k`` (frame QP ``q``, quantiser step
 ``Delta = 4 HU * 2^((q - 4) / 6)`` for paper QP ``q``): ``A = sum_px log2(1 + |e| / Delta)``, with ``e`` the
@@ -357,6 +359,11 @@ class ClipCache:
         kappa, halving = self.edge_rate
         return float(kappa * 2.0 ** (-(int(qp_i) - 32) / halving)) if kappa else 0.0
 
+    def _edge_bits(self, qp_i: int, offsets: np.ndarray) -> float:
+        """The :attr:`edge_rate` term of a whole decision (0 without it)."""
+        per_step = self.edge_bits_per_step(qp_i)
+        return per_step * offset_edge_steps(offsets) if per_step else 0.0
+
     def evaluate(self, qp_i: int, offsets: np.ndarray | None, lam: float) -> Outcome:
         """Surrogate outcome of a decision (``offsets=None``: all zero)."""
         n, h, w = self.shape
@@ -364,10 +371,7 @@ class ClipCache:
         if offsets is None:
             offsets = np.zeros((n, rows, cols), dtype=np.int32)
         bits, tp, pc, sse = self._per_ctu(qp_i, offsets)
-        total = float(bits.sum())
-        per_step = self.edge_bits_per_step(qp_i)
-        if per_step:
-            total += per_step * offset_edge_steps(offsets)
+        total = float(bits.sum()) + self._edge_bits(qp_i, offsets)
         scores = scores_from_counts(tp.sum(), pc.sum(), self.ref_count, self.n_voxels)
         drop = self.original_miou - scores["miou"]
         rate = total / self.bits_ref
@@ -387,10 +391,9 @@ class ClipCache:
         idx = self.key_index(qp_i, offsets)
         b, tp, pc, _ = self._per_ctu(qp_i, offsets)
         b0, tp0, pc0, _ = self._per_ctu(qp_i, np.full_like(np.asarray(offsets), baseline_offset))
-        tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
+        tot_b, tot_tp, tot_pc = b.sum() + self._edge_bits(qp_i, offsets), tp.sum(), pc.sum()
         per_step = self.edge_bits_per_step(qp_i)
-        if per_step:  # the mixed-QP term: the whole decision's, and each CTU's share of its change
-            tot_b = tot_b + per_step * offset_edge_steps(offsets)
+        if per_step:  # the edge term changes with the CTU's move too
             b0 = b0 + per_step * edge_steps_change(offsets, baseline_offset)
         miou = scores_from_counts(tot_tp, tot_pc, self.ref_count, self.n_voxels)["miou"]
         r = float(reward(tot_b / self.bits_ref, self.original_miou - miou, lam))
@@ -410,10 +413,8 @@ class ClipCache:
         of CTU ``(f, r, c)`` taking ``candidates[j]``; for the offset it took, it is the clip
         reward itself. The CTU agent's action values (difference rewards for every action)."""
         b, tp, pc, _ = self._per_ctu(qp_i, offsets)
-        tot_b, tot_tp, tot_pc = b.sum(), tp.sum(), pc.sum()
+        tot_b, tot_tp, tot_pc = b.sum() + self._edge_bits(qp_i, offsets), tp.sum(), pc.sum()
         per_step = self.edge_bits_per_step(qp_i)
-        if per_step:
-            tot_b = tot_b + per_step * offset_edge_steps(offsets)
         out = np.empty(b.shape + (len(candidates),))
         for j, cand in enumerate(candidates):
             bj, tpj, pcj, _ = self._per_ctu(qp_i, np.full_like(np.asarray(offsets), cand))
