@@ -52,7 +52,9 @@ def decide_gop8(case: "Case", setting: float, setup: "CodingSetup", **_: Any) ->
 
 
 #: Background offset of ``two_level_ext``: the one most often on the extended oracle's upper
-#: envelope with +16 on the first four evaluation phantoms (beyond the paper's +8).
+#: envelope with +16 on the first four evaluation phantoms (beyond the paper's +8). That is a
+#: setting chosen on evaluation volumes: the rule is a reference, not a method, and its figures
+#: on phantoms 9000-9003 are not clean results (docs/results/evaluation/RUN.md).
 TWO_LEVEL_EXT_BG = 12
 
 
