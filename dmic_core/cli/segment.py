@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("input", help="CT volume (NIfTI, DICOM folder or .zip, NRRD/MHA)")
     parser.add_argument("--out", required=True, type=Path, help="mask to write (.nii or .nii.gz), uint8 0/1")
     parser.add_argument("--model", default="builtin",
-                        help="builtin (shipped U-Net), gt (needs --label), or a TorchScript/weights .pt")
+                        help="builtin (shipped U-Net), builtin-bf16 (the same in bfloat16: faster, not bit-identical), "
+                             "gt (needs --label), or a TorchScript/weights .pt")
     parser.add_argument("--label", help="reference label on the input's grid: scores are reported")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
