@@ -12,7 +12,7 @@ float32 mask, and mIoU / Dice of each against the label.
 
 Usage::
 
-    python bench/segmenter_precision.py [--seeds 3000-3009] [--out bench/results/segmenter_precision.json]
+    python bench/segmenter_precision.py [--seeds 3000:3010] [--out bench/results/segmenter_precision.json]
 """
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-
-
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        a, b = (int(x) for x in text.split("-"))
-        return list(range(a, b + 1))
-    return [int(x) for x in text.split(",") if x]
 
 
 def compare(name: str, volume, label: np.ndarray | None, fp32, bf16) -> dict:
@@ -60,13 +53,13 @@ def compare(name: str, volume, label: np.ndarray | None, fp32, bf16) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="3000-3009", help="segmenter-test phantom seeds (A-B or a comma list)")
+    parser.add_argument("--seeds", default="3000:3010", help="segmenter-test phantom seeds (A:B or a comma list)")
     parser.add_argument("--no-real-ct", action="store_true", help="skip the shared real CT crop")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dmic-bench-segprec")
     parser.add_argument("--out", type=Path, default=RESULTS / "segmenter_precision.json")
     args = parser.parse_args(argv)
 
-    from dmic_core.datasets.seeds import role_of
+    from dmic_core.datasets.seeds import parse_seeds, role_of
     from dmic_core.defaults import shared_data_dir
     from dmic_core.io import load_label, load_volume
     from dmic_core.protocol.volumes import phantom_volume
@@ -74,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.segmentation import load_segmenter
 
     configure_allocator()
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     bad = [s for s in seeds if role_of(s) is None or role_of(s).name != "segmenter-test"]
     if bad:
         raise SystemExit(f"seeds {bad} are not the segmenter's held-out test phantoms (3000-3009)")

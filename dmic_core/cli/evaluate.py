@@ -13,19 +13,15 @@ import time
 from pathlib import Path
 
 from dmic_core.cli.common import print_json
+from dmic_core.datasets.seeds import parse_seeds
 from dmic_core.datasets.seeds import EVALUATION_SEEDS
-
-
-def _seeds(text: str) -> list[int]:
-    start, _, stop = text.partition(":")
-    return list(range(int(start), int(stop))) if stop else [int(v) for v in text.split(",") if v]
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="the agents' evaluation protocol (every method, reserved volumes)")
     p.add_argument("--work", type=Path, default=Path("work_dirs/evaluate"), help="volumes and the point log")
     p.add_argument("--out", type=Path, default=Path("docs/results/evaluation"), help="report folder")
-    p.add_argument("--seeds", type=_seeds, default=list(EVALUATION_SEEDS),
+    p.add_argument("--seeds", type=parse_seeds, default=list(EVALUATION_SEEDS),
                    help=f"evaluation phantom seeds, A:B or a comma list (default {EVALUATION_SEEDS.start}:"
                         f"{EVALUATION_SEEDS.stop}); others are refused unless reserved for evaluation")
     p.add_argument("--no-real-ct", action="store_true", help="leave out the real CT crop")

@@ -6,20 +6,14 @@ import sys
 from pathlib import Path
 
 from dmic_core.cli.common import print_json
-
-
-def _seeds(text: str) -> list[int]:
-    if ":" in text:
-        a, b = text.split(":")
-        return list(range(int(a), int(b)))
-    return [int(v) for v in text.split(",") if v]
+from dmic_core.datasets.seeds import parse_seeds
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "pretrain", help="pretrain the RL agents on the source domain (phantoms, lumen-threshold task)")
     parser.add_argument("--out", required=True, type=Path, help="agents checkpoint to write (.pt)")
-    parser.add_argument("--seeds", default="5001:5013", type=_seeds,
+    parser.add_argument("--seeds", default="5001:5013", type=parse_seeds,
                         help="source phantom seeds, A:B or a,b,c")
     parser.add_argument("--slices", type=int, default=9, help="frames per source clip")
     parser.add_argument("--crop", type=int, default=256,

@@ -68,10 +68,16 @@ def role_of(seed: int) -> SeedRange | None:
     return next((r for r in SEED_RANGES if seed in r), None)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"A:B"`` (``A`` .. ``B - 1``) or a comma list ``"1,2,3"``: the seed syntax of every command."""
+    start, _, stop = text.partition(":")
+    return list(range(int(start), int(stop))) if stop else [int(v) for v in text.split(",") if v.strip()]
+
+
 def selection_seeds(text: str) -> list[int]:
-    """The seeds of a comma list that may choose a model or a setting (validation or training
-    seeds); ValueError naming any evaluation, test or unregistered seed."""
-    seeds = [int(s) for s in text.split(",") if s.strip()]
+    """The seeds of ``text`` (:func:`parse_seeds`) that may choose a model or a setting (validation
+    or training seeds); ValueError naming any evaluation, test or unregistered seed."""
+    seeds = parse_seeds(text)
     bad = [s for s in seeds if role_of(s) is None or role_of(s).role in ("evaluation", "test")]
     if bad:
         raise ValueError(f"seeds {bad} are evaluation, test or unregistered seeds: they cannot choose a model or a setting")
@@ -88,5 +94,5 @@ def overlapping_ranges() -> list[tuple[str, str]]:
     return pairs
 
 
-__all__ = ["EVALUATION_SEEDS", "SEED_RANGES", "SeedRange", "overlapping_ranges", "role_of", "seed_range",
-           "selection_seeds"]
+__all__ = ["EVALUATION_SEEDS", "SEED_RANGES", "SeedRange", "overlapping_ranges", "role_of", "parse_seeds",
+           "seed_range", "selection_seeds"]
