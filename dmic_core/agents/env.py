@@ -388,7 +388,6 @@ class ClipCache:
         scale). It isolates each CTU's own effect on rate and accuracy from the other CTUs'
         random choices: the CTU agent's low-variance learning signal.
         """
-        idx = self.key_index(qp_i, offsets)
         b, tp, pc, _ = self._per_ctu(qp_i, offsets)
         b0, tp0, pc0, _ = self._per_ctu(qp_i, np.full_like(np.asarray(offsets), baseline_offset))
         tot_b, tot_tp, tot_pc = b.sum() + self._edge_bits(qp_i, offsets), tp.sum(), pc.sum()
@@ -399,7 +398,7 @@ class ClipCache:
         r = float(reward(tot_b / self.bits_ref, self.original_miou - miou, lam))
         miou_cf = scores_from_counts(tot_tp - tp + tp0, tot_pc - pc + pc0, self.ref_count, self.n_voxels)["miou"]
         r_cf = reward((tot_b - b + b0) / self.bits_ref, self.original_miou - miou_cf, lam)
-        return r, (r - r_cf) * idx.size
+        return r, (r - r_cf) * b.size
 
     def frame_action_values(self, qp_is: Sequence[int], offsets: np.ndarray, lam: float) -> np.ndarray:
         """Clip reward of every QP_I in ``qp_is`` with the same CTU ``offsets``: the frame agent's
