@@ -24,8 +24,8 @@ WEIGHTS_NAME = "segmenter_unet.pt"
 #: Checkpoint format written by :func:`save_weights` and training.
 FORMAT = "dmic-segmenter-unet/1"
 #: Arithmetic of the forward pass: ``"float32"`` (default; every recorded result) or ``"bfloat16"``
-#: (autocast, about twice as fast on CPUs with native bf16; masks differ from float32's in about
-#: one voxel in 10^5, measured by ``bench/segmenter_precision.py``).
+#: (autocast: the U-Net about 1.5x as fast on CPUs with native bf16; at most 6.5 voxels in 10^6
+#: differ from float32's masks, measured by ``bench/segmenter_precision.py``).
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
