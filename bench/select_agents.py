@@ -3,8 +3,9 @@
 Candidates are agent checkpoints (e.g. the same training run with two actor updates). Each is
 run, with the constant-QP anchor (and with ``--maps`` the hand-crafted maps), on validation phantoms of the
 training run's split (33-slice heart slabs, scored against their labels), through the same
-runner and point log format as ``dmic evaluate``; the candidate with the lowest mean BD-rate
-on mIoU against the anchor wins. Refuses seeds reserved for evaluation.
+runner and point log format as ``dmic evaluate``; the winner is chosen by
+:func:`dmic_core.protocol.summary.choose_curve`: a BD-rate on mIoU against the anchor on the most
+volumes, then the lowest mean over the volumes where the tied candidates all have one. Refuses seeds reserved for evaluation.
 
 Usage::
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.defaults import repo_relative
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.protocol.run import AGENTS, ProtocolPlan, current_rows, run_protocol
-    from dmic_core.protocol.summary import per_volume_bd, summarise
+    from dmic_core.protocol.summary import choose_curve, per_volume_bd, summarise
     from dmic_core.protocol.volumes import phantom_volume
 
     try:
@@ -63,16 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     points = pd.DataFrame(current_rows(log, plan))
     per_volume = per_volume_bd(points)
     summary = summarise(per_volume)
-    ranked = summary[summary.curve.isin(candidates)].sort_values("bd_rate_mean")
     print(summary[["curve", "volumes", "bd_rate_mean", "bd_miou_mean", "beats_best_map"]].to_string(index=False))
-    winner = ranked.curve.iloc[0] if not ranked.empty and ranked.bd_rate_mean.notna().any() else None
-    print(f"winner on validation: {winner}")
+    winner, choice = choose_curve(per_volume, candidates)
+    print(choice.to_string(index=False))
+    print(f"winner on validation (most volumes with a BD, then the paired mean): {winner}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python bench/select_agents.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "validation_volumes": [v.as_dict() for v in volumes],
         "candidates": {k: repo_relative(v) for k, v in candidates.items()},
-        "winner": winner, "seconds": round(time.perf_counter() - start, 1),
+        "winner": winner, "choice": json.loads(choice.to_json(orient="records")), "seconds": round(time.perf_counter() - start, 1),
         "per_volume": json.loads(per_volume.to_json(orient="records")),
         "summary": json.loads(summary.to_json(orient="records")),
     }, indent=1, default=str) + "\n")

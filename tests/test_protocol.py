@@ -156,3 +156,34 @@ def test_confidence_gate_keeps_the_mask_only_in_confident_ctus():
     assert gate_ctus_by_confidence(mask, prob, 0.0).sum() == 3  # gate 0 keeps the mask as it is
     with pytest.raises(ValueError, match="shape"):
         gate_ctus_by_confidence(mask, prob[:1], 0.9)
+
+
+def test_selection_prefers_a_curve_defined_everywhere_then_the_paired_mean():
+    import pandas as pd
+
+    from dmic_core.protocol.summary import choose_curve
+
+    nan = float("nan")
+    per_volume = pd.DataFrame([
+        # "gappy" has the lowest mean over its own volumes only because it has no BD on the hard v3
+        {"volume": "v1", "method": "steady", "bd_rate_pct": -40.0},
+        {"volume": "v2", "method": "steady", "bd_rate_pct": -30.0},
+        {"volume": "v3", "method": "steady", "bd_rate_pct": -10.0},
+        {"volume": "v1", "method": "gappy", "bd_rate_pct": -45.0},
+        {"volume": "v2", "method": "gappy", "bd_rate_pct": -35.0},
+        {"volume": "v3", "method": "gappy", "bd_rate_pct": nan},
+        {"volume": "v1", "method": "hevc-like", "bd_rate_pct": -50.0},  # not a candidate
+    ])
+    winner, table = choose_curve(per_volume, ["gappy", "steady"])
+    assert winner == "steady"
+    assert table.set_index("curve").loc["gappy", "volumes_defined"] == 2
+
+    # with the same coverage, the paired mean decides: "better" wins on the volumes both cover
+    per_volume.loc[per_volume.method == "gappy", "bd_rate_pct"] = [-45.0, -35.0, -11.0]
+    winner, table = choose_curve(per_volume, ["steady", "gappy"])
+    assert winner == "gappy"
+    assert table.set_index("curve").loc["gappy", "paired_bd_rate_mean"] == pytest.approx(-91.0 / 3)
+
+    # nobody defined anywhere: no winner
+    per_volume["bd_rate_pct"] = nan
+    assert choose_curve(per_volume, ["steady", "gappy"])[0] is None

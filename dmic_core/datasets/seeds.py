@@ -39,8 +39,9 @@ SEED_RANGES: tuple[SeedRange, ...] = (
     SeedRange("agents-source-check", 5900, 5902, "select", "pretraining held-out check"),
     SeedRange("agents-bench", 5950, 5951, "test", "agent decision-time benchmark"),
     SeedRange("agents-target", 6000, 6028, "train",
-              "default agents' target-task training (K=8 train, first 3 of the split's validation volumes "
-              "choose the checkpoint; split seed 0 of dmic finetune)"),
+              "default agents' target-task training (split seed 0 of dmic finetune: K=8 or K=16 train; "
+              "validation 6003/6021 choose the iteration; real-encode selection on 6003, 6021, 6019, 6004, "
+              "6010, 6011, the last four taken from the split's test list, which nothing else uses)"),
     SeedRange("transfer-target", 7000, 7025, "train",
               "few-shot transfer dataset (shots, validation and test curves of the paper's tables)"),
     SeedRange("extended-tuning", 7100, 7101, "train", "extended-space agents' first tuning volume"),

@@ -45,6 +45,31 @@ def per_volume_bd(points: pd.DataFrame, min_overlap: float = MIN_BD_OVERLAP) -> 
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def choose_curve(per_volume: pd.DataFrame, curves: Iterable[str]) -> tuple[str | None, pd.DataFrame]:
+    """The curve to keep among ``curves`` (model selection on validation volumes) and the table behind it.
+
+    First the curves with a defined BD-rate on the most volumes: an undefined BD means the curve
+    does not cover the anchor's mIoU range there (too few distinct points, too little overlap),
+    a failure of the curve, not a volume to leave out. Among those, the lowest mean BD-rate over
+    the volumes where all of them are defined: a paired comparison, so that a curve is not
+    favoured because a hard volume dropped out of its own mean. Returns ``(None, table)`` when no
+    curve has a BD anywhere.
+    """
+    curves = list(dict.fromkeys(curves))
+    rows = per_volume[per_volume.method.isin(curves)]
+    rate = rows.pivot(index="volume", columns="method", values="bd_rate_pct").reindex(columns=curves)
+    defined = rate.notna().sum()
+    tied = [c for c in curves if defined[c] == defined.max() and defined[c] > 0]
+    paired = rate[tied].dropna()
+    table = pd.DataFrame({"curve": curves, "volumes_defined": [int(defined[c]) for c in curves],
+                          "paired_volumes": [len(paired) if c in tied else 0 for c in curves],
+                          "paired_bd_rate_mean": [float(paired[c].mean()) if c in tied and len(paired)
+                                                  else float("nan") for c in curves]})
+    if not tied or paired.empty:
+        return None, table
+    return str(paired.mean().idxmin()), table
+
+
 def _finite(v: Any) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
