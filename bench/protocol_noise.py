@@ -14,7 +14,7 @@ chooses nothing (no model, seed or setting), so it cannot leak into a result.
 
 Usage::
 
-    python bench/protocol_noise.py --workers 2          # 104 real points, about 10 min on 2 cores
+    python bench/protocol_noise.py --workers 2          # 104 real points; 15 min on one niced worker here
 
 Prints the table and writes ``bench/results/protocol_noise.json`` (points under ``--work``, so a
 rerun only adds what is missing).
