@@ -82,6 +82,11 @@ def test_report_tables_bd_per_volume_and_oracle_share(tiny):
     text = paths["markdown"].read_text()
     assert "| oracle |" in text and "share of oracle gain" in text and "phantom-9000" in text
     assert paths["html"].stat().st_size > 10_000
+    assert "wall time of the run that finished it: 0.2 min" in text
+    # a report rebuilt from the log alone says that instead of a time
+    rebuilt = write_report(list(log), plan, folder / "out2", wall_seconds=None, command="dmic evaluate --report-only")
+    assert "no point coded by this command" in rebuilt["markdown"].read_text()
+    assert json.loads(rebuilt["json"].read_text())["wall_seconds"] is None
 
 
 def test_extended_oracle_curve_includes_the_paper_oracle_points():
@@ -187,3 +192,28 @@ def test_selection_prefers_a_curve_defined_everywhere_then_the_paired_mean():
     # nobody defined anywhere: no winner
     per_volume["bd_rate_pct"] = nan
     assert choose_curve(per_volume, ["steady", "gappy"])[0] is None
+
+
+def test_summary_pairs_every_curve_with_the_map_best_on_the_mean():
+    import pandas as pd
+
+    from dmic_core.protocol.summary import markdown, summarise
+
+    bd = {  # volume -> BD-rate per curve; "exp" has the lowest mean of the maps
+        "v1": {"exp": -30.0, "log": -20.0, "agents": -35.0},
+        "v2": {"exp": -40.0, "log": -45.0, "agents": -38.0},
+        "v3": {"exp": -20.0, "log": -10.0, "agents": -29.0},
+    }
+    per_volume = pd.DataFrame([{"volume": v, "method": m, "bd_rate_pct": r, "bd_miou_pp": 1.0, "reason": None}
+                               for v, row in bd.items() for m, r in row.items()])
+    summary = summarise(per_volume).set_index("curve")
+    agents = summary.loc["agents"]
+    assert agents.vs_map == "exp"
+    assert agents.vs_map_mean == pytest.approx((-5.0 + 2.0 - 9.0) / 3)
+    assert agents.vs_map_low <= agents.vs_map_mean <= agents.vs_map_high
+    assert (agents.vs_map_wins, agents.vs_map_volumes) == (2, 3)
+    assert agents.beats_best_map == 2  # v2's best map is log (-45), which the agents do not beat
+    assert summary.loc["log"].vs_map_mean == pytest.approx(5.0)
+    assert not isinstance(summary.loc["exp"].get("vs_map"), str)  # the reference map is not paired with itself
+    text = markdown(per_volume, summary.reset_index(), ["exp", "log", "agents"])
+    assert "minus exp, paired pp" in text and "2/3 |" in text

@@ -70,6 +70,7 @@ def run(args) -> int:
     rows = current_rows(log, plan)
     after = sys.argv[sys.argv.index("evaluate") + 1:] if "evaluate" in sys.argv else []
     command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
-    paths = write_report(rows, plan, args.out, wall_seconds=time.perf_counter() - start, command=command)
+    paths = write_report(rows, plan, args.out, command=command,
+                         wall_seconds=None if args.report_only else time.perf_counter() - start)
     print_json({"points": len(rows), **{k: str(v) for k, v in paths.items()}})
     return 0

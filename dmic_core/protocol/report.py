@@ -23,8 +23,13 @@ def curve_order(plan: ProtocolPlan) -> list[str]:
     return [*QP_METHODS[1:], *QP_I_METHODS, *plan.agents, ORACLE, ORACLE_EXTENDED]
 
 
-def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path, *, wall_seconds: float,
+def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path, *, wall_seconds: float | None,
                  command: str) -> dict[str, Path]:
+    """The protocol's markdown, plotly HTML, JSON summary and points CSV under ``out``.
+
+    ``wall_seconds``: the time of the run that coded the last points; ``None`` for a report
+    rebuilt from the log alone (``--report-only``), which says so instead of a time.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     points = pd.DataFrame(rows)
@@ -35,7 +40,9 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
     head = [
         "# Agents' evaluation protocol (real encodes)", "",
         f"Command: `{command}`  ", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"wall time of the run that finished it: {wall_seconds / 60:.1f} min; {len(points)} points, "
+        + (f"wall time of the run that finished it: {wall_seconds / 60:.1f} min; " if wall_seconds is not None
+           else "tables rebuilt from the point log, no point coded by this command; ")
+        + f"{len(points)} points, "
         f"{_point_hours(points):.2f} h of point time summed over them (decide, encode, decode, segment, "
         "score; the runs that wrote the log may have overlapped them in parallel workers).", "",
         "Volumes: " + ", ".join(f"{v.name} (slices {v.slices[0]}:{v.slices[1]}, vs {v.reference})"
@@ -43,7 +50,10 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         f"BD against constant-QP HEVC (`hevc`) on mIoU, upper envelopes, over the shared mIoU range; "
         f"n/a when the curves share less than {MIN_BD_OVERLAP:.0%} of their joint range. Intervals: "
         "95% percentile bootstrap over volumes. 'beats best map': volumes where the curve's BD-rate is "
-        "lower than that of the best of the five hand-crafted maps on the same volume. Oracle: "
+        "lower than that of the best of the five hand-crafted maps on the same volume (the luckiest of five "
+        "curves of one volume: `bench/protocol_noise.py` measures the per-volume noise). 'minus <map>': "
+        "the paired per-volume difference to the one map with the lowest mean, its bootstrap interval, and "
+        "on how many volumes the curve is lower. Oracle: "
         "two-level map on the ground-truth mask, every (QP_I, fg, bg) of the paper space, upper "
         "envelope; its share is the mean of BD-rate(curve) / BD-rate(oracle) where both are defined. "
         "Extended oracle: the same with the extended space's background offsets (+12, +16, +20) added "
@@ -56,7 +66,7 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
     points.to_csv(paths["points"], index=False)
     figure(points, per_volume, order).write_html(str(paths["html"]), include_plotlyjs=True)
     paths["json"].write_text(json.dumps({
-        "command": command, "wall_seconds": round(wall_seconds, 1), "points": len(points),
+        "command": command, "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1), "points": len(points),
         "point_hours": round(_point_hours(points), 3),
         "volumes": [v.as_dict() for v in plan.volumes], "agents": {k: repo_relative(v) for k, v in plan.agents.items()},
         "qps": list(plan.qps), "qp_is": list(plan.qp_is), "lambdas": list(plan.lambdas),

@@ -4,8 +4,9 @@ For every curve and volume: BD-rate on mIoU and BD-mIoU against the constant-QP 
 shared mIoU range, "n/a" with the reason when the curves share less than
 :data:`~dmic_core.defaults.MIN_BD_OVERLAP` of it (never extrapolated). Per curve: the mean over
 the volumes where the BD is defined with its 95% bootstrap interval, on how many volumes it beats
-the best hand-crafted map of that volume, and the share of the oracle's BD-rate gain it captures
-on the volumes where the oracle ran.
+the best hand-crafted map of that volume, the paired per-volume difference to the one map with
+the lowest mean (with its interval: whether a lead over a fixed map is more than noise), and the
+share of the oracle's BD-rate gain it captures on the volumes where the oracle ran.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def summarise(per_volume: pd.DataFrame) -> pd.DataFrame:
     rate = per_volume.pivot(index="volume", columns="method", values="bd_rate_pct")
     maps = [m for m in HANDCRAFTED if m in rate.columns]
     best_map = rate[maps].min(axis=1) if maps else pd.Series(np.nan, index=rate.index)
+    # one fixed map for a paired comparison: the map with the lowest mean (over its defined volumes)
+    map_means = rate[maps].mean() if maps else pd.Series(dtype=float)
+    mean_map = str(map_means.idxmin()) if map_means.notna().any() else None
     rows = []
     for curve in rate.columns:
         values = rate[curve]
@@ -94,6 +98,12 @@ def summarise(per_volume: pd.DataFrame) -> pd.DataFrame:
             "bd_miou_mean": qci.mean, "bd_miou_low": qci.low, "bd_miou_high": qci.high,
             "beats_best_map": wins, "compared_with_map": int(comparable.sum()),
         }
+        if mean_map is not None and curve != mean_map:  # paired difference to that map, per volume
+            diff = (values - rate[mean_map]).dropna()
+            dci = bootstrap_mean_ci(diff.values)
+            row.update({"vs_map": mean_map, "vs_map_mean": dci.mean, "vs_map_low": dci.low,
+                        "vs_map_high": dci.high, "vs_map_volumes": int(diff.size),
+                        "vs_map_wins": int((diff < 0).sum())})
         for oracle in (ORACLE, ORACLE_EXTENDED):  # columns oracle_share_mean, oracle_extended_share_mean, ...
             if oracle in rate.columns and curve not in (ORACLE, ORACLE_EXTENDED):
                 both = values.notna() & rate[oracle].notna() & (rate[oracle] < 0)
@@ -118,10 +128,19 @@ def markdown(per_volume: pd.DataFrame, summary: pd.DataFrame, order: Iterable[st
     """The summary table, then BD-rate per volume (reasons for every n/a below it)."""
     order = [c for c in order if c in set(summary.curve)] + sorted(set(summary.curve) - set(order))
     extended = "oracle_extended_share_mean" in summary.columns
+    paired = "vs_map" in summary.columns and summary.vs_map.notna().any()
+    mean_map = summary.vs_map.dropna().iloc[0] if paired else None
     lines = ["| curve | mean BD-rate (95% CI) | mean BD-mIoU pp (95% CI) | volumes with BD | "
-             "beats best map | share of oracle gain |" + (" share of extended oracle gain |" if extended else ""),
-             "|---|---:|---:|---:|---:|---:|" + ("---:|" if extended else "")]
+             "beats best map |" + (f" minus {mean_map}, paired pp (95% CI); wins |" if paired else "")
+             + " share of oracle gain |" + (" share of extended oracle gain |" if extended else ""),
+             "|---|---:|---:|---:|---:|" + ("---:|" if paired else "") + "---:|" + ("---:|" if extended else "")]
     by_curve = summary.set_index("curve")
+
+    def versus(r: Any) -> str:
+        if not _finite(r.get("vs_map_mean", float("nan"))):
+            return " n/a |" if paired else ""
+        return (f" {_interval(r.vs_map_mean, r.vs_map_low, r.vs_map_high, '+.1f', '')}; "
+                f"{int(r.vs_map_wins)}/{int(r.vs_map_volumes)} |")
 
     def share(r: Any, key: str) -> str:
         v = r.get(f"{key}_share_mean", float("nan"))
@@ -132,7 +151,7 @@ def markdown(per_volume: pd.DataFrame, summary: pd.DataFrame, order: Iterable[st
         lines.append(
             f"| {curve} | {_interval(r.bd_rate_mean, r.bd_rate_low, r.bd_rate_high, '+.1f', '%')} | "
             f"{_interval(r.bd_miou_mean, r.bd_miou_low, r.bd_miou_high, '+.2f', '')} | "
-            f"{int(r.volumes)}/{int(r.of)} | {int(r.beats_best_map)}/{int(r.compared_with_map)} | "
+            f"{int(r.volumes)}/{int(r.of)} | {int(r.beats_best_map)}/{int(r.compared_with_map)} |{versus(r)} "
             f"{share(r, 'oracle')} |" + (f" {share(r, 'oracle_extended')} |" if extended else ""))
     volumes = sorted(per_volume.volume.unique())
     lines += ["", "BD-rate (%) on mIoU per volume:", "",
@@ -165,4 +184,4 @@ def figure(points: pd.DataFrame, per_volume: pd.DataFrame, order: Iterable[str])
     return fig
 
 
-__all__ = ["figure", "markdown", "per_volume_bd", "summarise"]
+__all__ = ["choose_curve", "figure", "markdown", "per_volume_bd", "summarise"]
