@@ -192,6 +192,7 @@ def test_selection_prefers_a_curve_defined_everywhere_then_the_paired_mean():
     # nobody defined anywhere: no winner
     per_volume["bd_rate_pct"] = nan
     assert choose_curve(per_volume, ["steady", "gappy"])[0] is None
+    assert choose_curve(pd.DataFrame(), ["steady"])[0] is None  # no BD table at all
 
 
 def test_summary_pairs_every_curve_with_the_map_best_on_the_mean():

@@ -57,6 +57,8 @@ def choose_curve(per_volume: pd.DataFrame, curves: Iterable[str]) -> tuple[str |
     curve has a BD anywhere.
     """
     curves = list(dict.fromkeys(curves))
+    if per_volume.empty:
+        per_volume = pd.DataFrame(columns=["volume", "method", "bd_rate_pct"])
     rows = per_volume[per_volume.method.isin(curves)]
     rate = rows.pivot(index="volume", columns="method", values="bd_rate_pct").reindex(columns=curves)
     defined = rate.notna().sum()
