@@ -164,9 +164,13 @@ def _upload(page, image: Path, label: Path | None) -> None:
     uploads = page.locator('input[type="file"]')
     uploads.nth(0).set_input_files(str(image))
     if label is not None:
+        # one file at a time, as a person does: the label is chosen once the image is on the server
+        # and its rerun is over (both set back to back, one CI run in many lost the label's upload)
+        _ready(page, _selection(image, None))
+        _wait_idle(page)
         uploads.nth(1).set_input_files(str(label))
     names = _selection(image, label)
-    page.get_by_text(f"Ready to load: {names}.", exact=True).wait_for()  # both files are on the server
+    _ready(page, names)  # both files are on the server
     _load_button(page).click()
     page.get_by_text(f"Loaded: {names}.", exact=False).wait_for()
     page.get_by_text("frames x height x width").wait_for()
@@ -177,6 +181,15 @@ def _upload(page, image: Path, label: Path | None) -> None:
 def _plots_drawn(page, count: int) -> None:
     page.wait_for_function(
         "(n) => document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length >= n", arg=count)
+
+
+def _ready(page, names: str) -> None:
+    """Until the Upload page offers to load ``names``; on a timeout a screenshot shows what it said."""
+    try:
+        page.get_by_text(f"Ready to load: {names}.", exact=True).wait_for()
+    except playwright_api.TimeoutError:
+        _shot(page, "upload_not_ready")
+        raise
 
 
 def _wait_idle(page) -> None:
