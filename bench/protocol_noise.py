@@ -43,12 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from dmic_core.agents.handcrafted import HANDCRAFTED
-    from dmic_core.methods.base import PointSpec
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import ProtocolPlan, log_path, row_key
+    from dmic_core.protocol.run import ProtocolPlan, log_path, row_key, run_protocol
     from dmic_core.protocol.summary import per_volume_bd
     from dmic_core.protocol.volumes import evaluation_volumes
-    from dmic_core.runs import PointJob, PointLog, run_points
+    from dmic_core.runs import PointLog
 
     volumes = evaluation_volumes(args.evaluate_work / "volumes")
     plan = ProtocolPlan(volumes)
@@ -60,23 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
     name = f"{ANCHOR}{args.shift:+g}"
     qps = [float(q) + args.shift for q in plan.qps]
-    log = PointLog(args.work / anchor_log.parent.name / "points.jsonl",
-                   lambda r: (r["volume"], r["curve"], float(r["setting"])))
-    by_image = {v.image: v.name for v in volumes}
-    jobs = [PointJob(v.case_spec(), PointSpec(ANCHOR, q), {}, name) for v in volumes for q in qps]
-    todo = [j for j in jobs if (by_image[j.case.image], name, float(j.spec.setting)) not in log]
-    print(f"[noise] {len(todo)} of {len(jobs)} points to code; log {log.path}", flush=True)
+    # the protocol's own runner and point log (under --work, so the evaluation's log is untouched)
+    shifted_plan = ProtocolPlan(volumes, agents={}, qps=qps, methods=(ANCHOR,))
+    done_before = len(PointLog(log_path(shifted_plan, args.work), row_key))
     start = time.perf_counter()
-
-    def record(job, result, done: int, total: int) -> None:
-        log.add({"volume": by_image[job.case.image], "curve": job.name, **result.row()})
-        print(f"[noise] {done}/{total} {by_image[job.case.image]} {job.name}@{job.spec.setting:g} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
-
-    run_points(todo, workers=args.workers, on_point=record)
+    log = run_protocol(shifted_plan, args.work, workers=args.workers)
     seconds = time.perf_counter() - start
+    coded = len(log) - done_before
 
-    shifted = pd.DataFrame(list(log))
+    shifted = pd.DataFrame(list(log)).assign(curve=name)
     keep = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
     anchor = evaluation[evaluation.curve == ANCHOR][keep]
     maps = evaluation[evaluation.curve.isin(HANDCRAFTED)][keep]
@@ -108,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({
         "command": "python bench/protocol_noise.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "anchor_log": str(anchor_log), "shift": args.shift, "qps": qps,
-        "points_coded_by_this_run": len(todo), "seconds": round(seconds, 1), "summary": summary,
+        "points_coded_by_this_run": coded, "seconds": round(seconds, 1), "summary": summary,
         "per_volume": json.loads(per_volume.reset_index().to_json(orient="records")),
     }, indent=1, default=float) + "\n")
     return 0

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from dmic_core.cli.common import print_json
-from dmic_core.datasets.seeds import parse_seeds
-from dmic_core.datasets.seeds import EVALUATION_SEEDS
+from dmic_core.datasets.seeds import EVALUATION_SEEDS, parse_seeds
 
 
 def register(subparsers) -> None:

@@ -484,7 +484,7 @@ def test_load_during_an_unfinished_upload_never_loads_the_file_it_replaces(serve
             routes[-1].send(message)
         held.clear()
 
-        page.get_by_text(f"Ready to load: {_selection(second, None)}.", exact=True).wait_for()
+        _ready(page, _selection(second, None))
         _load_button(page).click()
         page.get_by_role("heading", name=second.name, exact=True).wait_for()
         page.get_by_text(f"Loaded: {_selection(second, None)}.", exact=False).wait_for()
