@@ -12,7 +12,9 @@ import pytest
 from dmic_core.cli import main as cli
 from dmic_core.datasets.phantom import generate_phantom, write_imagecas_pair
 from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
-from dmic_core.protocol.methods import ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_EXT_BG, decide_two_level_ext
+from dmic_core.agents.spaces import PAPER
+from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_BG, TWO_LEVEL_EXT_BG,
+                                       decide_two_level, decide_two_level_ext)
 from dmic_core.protocol.report import write_report
 from dmic_core.protocol.summary import with_extended_oracle
 from dmic_core.protocol.run import ProtocolPlan, _agents_sha, current_rows, run_protocol, shipped_agents
@@ -68,6 +70,24 @@ def test_every_planned_point_runs_once_and_a_rerun_runs_none(tiny):
     assert (gop8.mean_fg_offset.fillna(0) == 0).all() and (gop8.mean_bg_offset == 0).all()
 
 
+def test_oracles_run_on_every_labelled_volume_by_default(tiny):
+    plan, _, _ = tiny
+    labelled = plan.volumes[0]
+    unlabelled = EvaluationVolume("ct-crop", labelled.image, None, labelled.slices, "segmentation")
+    second = EvaluationVolume("phantom-9001", labelled.image, labelled.label, labelled.slices, "label")
+    volumes = [labelled, unlabelled, second]
+
+    def oracle_jobs(**kw):
+        jobs = ProtocolPlan(volumes, {}, qp_is=(29,), methods=("oracle", "oracle_extended"), **kw).jobs()
+        assert all(j.case.label is not None for j in jobs)  # never on a volume without a label
+        return len(jobs)
+
+    per_volume = len(ORACLE_FG) * (len(ORACLE_BG) + len(ORACLE_EXTENDED_BG))
+    assert oracle_jobs() == 2 * per_volume  # both labelled volumes
+    assert oracle_jobs(oracle_volumes=1) == per_volume
+    assert oracle_jobs(oracle_volumes=0) == 0
+
+
 def test_report_tables_bd_per_volume_and_oracle_share(tiny):
     plan, log, folder = tiny
     paths = write_report(list(log), plan, folder / "out", wall_seconds=12.0, command="dmic evaluate (test)")
@@ -101,17 +121,20 @@ def test_extended_oracle_curve_includes_the_paper_oracle_points():
     assert with_extended_oracle(rows[rows.curve != "oracle_extended"]).equals(rows[rows.curve != "oracle_extended"])
 
 
-def test_two_level_rule_protects_the_segmenter_s_ctus_only():
-    """0 on every CTU that holds the segmenter's mask in that frame, +12 on the rest; the GOP-8 frame QPs."""
+@pytest.mark.parametrize("decide, background", [(decide_two_level, 8), (decide_two_level_ext, 12)])
+def test_two_level_rules_protect_the_segmenter_s_ctus_only(decide, background):
+    """0 on every CTU that holds the segmenter's mask in that frame, the rule's background offset
+    (+8: the paper space's coarsest; +12: extended only) on the rest; the GOP-8 frame QPs."""
     from types import SimpleNamespace
 
+    assert (TWO_LEVEL_BG, TWO_LEVEL_EXT_BG) == (8, 12) and TWO_LEVEL_BG == max(PAPER.bg_offsets)
     roi = np.zeros((3, 128, 192), np.uint8)
     roi[1, 70:72, 130:133] = 1  # one frame, CTU row 1, column 2
     case = SimpleNamespace(reference=SimpleNamespace(roi=roi), volume=SimpleNamespace(n_frames=3))
-    d = decide_two_level_ext(case, 30.0, None)
+    d = decide(case, 30.0, None)
     assert d.ctu_dqp.shape == (3, 2, 3) and d.ctu_dqp[1, 1, 2] == 0
-    assert (np.delete(d.ctu_dqp.reshape(-1), 1 * 6 + 1 * 3 + 2) == TWO_LEVEL_EXT_BG).all()
-    assert list(d.frame_qps[:1]) == [30]
+    assert (np.delete(d.ctu_dqp.reshape(-1), 1 * 6 + 1 * 3 + 2) == background).all()
+    assert list(d.frame_qps[:1]) == [30] and d.info == {"fg": 0, "bg": background}
 
 
 def test_a_replaced_checkpoint_s_old_points_stay_out_of_its_curve(tiny):

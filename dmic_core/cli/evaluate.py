@@ -24,7 +24,8 @@ def register(subparsers) -> None:
                    help=f"evaluation phantom seeds, A:B or a comma list (default {EVALUATION_SEEDS.start}:"
                         f"{EVALUATION_SEEDS.stop}); others are refused unless reserved for evaluation")
     p.add_argument("--no-real-ct", action="store_true", help="leave out the real CT crop")
-    p.add_argument("--oracle-volumes", type=int, default=4, help="labelled volumes the oracle runs on")
+    p.add_argument("--oracle-volumes", type=int, default=None,
+                   help="the first N labelled volumes the oracles run on (default: every labelled volume)")
     p.add_argument("--agents", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="one more agents curve besides the shipped checkpoints (repeatable)")
     p.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m], default=None,

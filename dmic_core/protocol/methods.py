@@ -8,10 +8,11 @@
   upper envelope of all of them (a per-lambda search over the same family picks points on it).
   It tells whether a method's gap is the method's or the action space's. Not a method a sender
   can use: it needs the label.
-* ``two_level_ext``: a rule a sender *can* use (no label): offset 0 on the CTUs the segmenter
-  marks in the original (the case's ``roi``, as the agents see it) and :data:`TWO_LEVEL_EXT_BG`
-  elsewhere, a background offset only the extended action space has. It asks whether the
-  extended oracle's gain is within reach of the segmenter's own mask, without agents.
+* ``two_level`` and ``two_level_ext``: rules a sender *can* use (no label): offset 0 on the CTUs
+  the segmenter marks in the original (the case's ``roi``, as the agents see it) and
+  :data:`TWO_LEVEL_BG` (+8, the paper space's coarsest) or :data:`TWO_LEVEL_EXT_BG` (+12, only in
+  the extended space) elsewhere. Each is the label-free twin of one oracle pair (fg 0, bg +8 or
+  +12): the difference between the two is what the segmenter's mask costs, without agents.
 * ``oracle_extended``: the same family in the extended action space. Its points are the
   background offsets beyond the paper's (:data:`ORACLE_EXTENDED_BG`); its curve is the upper
   envelope of those *and* the ``oracle`` points (:func:`dmic_core.protocol.summary.with_extended_oracle`), so it is never
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 #: Curve names of the two oracles (the extended one's curve also takes the paper oracle's points).
 ORACLE = "oracle"
 ORACLE_EXTENDED = "oracle_extended"
+#: Curve names of the protocol's two reference rules outside the method registry.
+GOP8 = "gop8"
+TWO_LEVEL = "two_level"
+TWO_LEVEL_EXT = "two_level_ext"
 
 #: Foreground and background offsets the oracle searches: the paper space's finer foreground
 #: offsets and its coarser background offsets (a foreground CTU never coarser than background).
@@ -56,14 +61,28 @@ def decide_gop8(case: "Case", setting: float, setup: "CodingSetup", **_: Any) ->
 #: setting chosen on evaluation volumes: the rule is a reference, not a method, and its figures
 #: on phantoms 9000-9003 are not clean results (docs/results/evaluation/RUN.md).
 TWO_LEVEL_EXT_BG = 12
+#: Background offset of ``two_level``: the paper space's coarsest, the one every shipped agent
+#: gives its background CTUs at every lambda (the protocol's point log: mean_bg_offset 8.0).
+#: Fixed by the action space, not read off any volume's results.
+TWO_LEVEL_BG = max(PAPER.bg_offsets)
+
+
+def _two_level(case: "Case", setting: float, bg: int) -> Decision:
+    start = time.perf_counter()
+    dqp = mask_ctu_dqp(case.reference.roi, 0, bg)
+    return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), dqp,
+                    seconds=time.perf_counter() - start, info={"fg": 0, "bg": bg})
+
+
+def decide_two_level(case: "Case", setting: float, setup: "CodingSetup", **_: Any) -> Decision:
+    """Offset 0 on the segmenter's foreground CTUs, +8 on the others, QP_I = ``setting``: the
+    paper-space rule whose ground-truth twin is the oracle's pair (fg 0, bg +8)."""
+    return _two_level(case, setting, TWO_LEVEL_BG)
 
 
 def decide_two_level_ext(case: "Case", setting: float, setup: "CodingSetup", **_: Any) -> Decision:
     """Offset 0 on the segmenter's foreground CTUs, +12 on the others, QP_I = ``setting``."""
-    start = time.perf_counter()
-    dqp = mask_ctu_dqp(case.reference.roi, 0, TWO_LEVEL_EXT_BG)
-    return Decision(dmic_frame_qps(clip_qp_i(setting), case.volume.n_frames), dqp,
-                    seconds=time.perf_counter() - start, info={"fg": 0, "bg": TWO_LEVEL_EXT_BG})
+    return _two_level(case, setting, TWO_LEVEL_EXT_BG)
 
 
 def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 0, bg: int = 8,
@@ -79,9 +98,11 @@ def decide_oracle(case: "Case", setting: float, setup: "CodingSetup", fg: int = 
                     seconds=time.perf_counter() - start, info={"fg": fg, "bg": bg})
 
 
-PROTOCOL_DECIDERS: dict[str, Decider] = {"gop8": decide_gop8, "two_level_ext": decide_two_level_ext,
+PROTOCOL_DECIDERS: dict[str, Decider] = {GOP8: decide_gop8, TWO_LEVEL: decide_two_level,
+                                          TWO_LEVEL_EXT: decide_two_level_ext,
                                           ORACLE: decide_oracle, ORACLE_EXTENDED: decide_oracle}
 
 
-__all__ = ["ORACLE", "ORACLE_BG", "ORACLE_EXTENDED", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS",
-           "TWO_LEVEL_EXT_BG", "decide_gop8", "decide_oracle", "decide_two_level_ext"]
+__all__ = ["GOP8", "ORACLE", "ORACLE_BG", "ORACLE_EXTENDED", "ORACLE_EXTENDED_BG", "ORACLE_FG", "PROTOCOL_DECIDERS",
+           "TWO_LEVEL", "TWO_LEVEL_BG", "TWO_LEVEL_EXT", "TWO_LEVEL_EXT_BG", "decide_gop8",
+           "decide_oracle", "decide_two_level", "decide_two_level_ext"]

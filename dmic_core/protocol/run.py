@@ -2,8 +2,9 @@
 
 One command (``dmic evaluate``) runs, on :func:`~dmic_core.protocol.volumes.evaluation_volumes`,
 the constant-QP anchor (``hevc``), x265 rate control, the five hand-crafted maps, ``gop8``,
-every shipped agents checkpoint (a curve ``dmic:<file stem>`` each) and, on the first
-``oracle_volumes`` phantoms, the ground-truth oracle of the paper's action space. Every point is
+every shipped agents checkpoint (a curve ``dmic:<file stem>`` each) and, on every labelled
+volume (or the first ``oracle_volumes``), the ground-truth oracles of the paper's and the
+extended action space. Every point is
 a real encode with the project's coding setup, a real decode and a real segmentation; points
 are appended to ``WORK/<fingerprint>/points.jsonl`` as they finish (:func:`fingerprint`: the
 segmenter, the coding setup and the x265 build; each row also keys its agents checkpoint's
@@ -25,14 +26,14 @@ from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_
 from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary
 from dmic_core.methods.base import PointSpec
 from dmic_core.methods.registry import ANCHOR
-from dmic_core.protocol.methods import (ORACLE, ORACLE_BG, ORACLE_EXTENDED, ORACLE_EXTENDED_BG, ORACLE_FG,
-                                       PROTOCOL_DECIDERS)
+from dmic_core.protocol.methods import (GOP8, ORACLE, ORACLE_BG, ORACLE_EXTENDED, ORACLE_EXTENDED_BG, ORACLE_FG,
+                                       PROTOCOL_DECIDERS, TWO_LEVEL, TWO_LEVEL_EXT)
 from dmic_core.protocol.volumes import EvaluationVolume
 from dmic_core.runs import PointJob, PointLog, run_points
 
 #: Methods that take a QP (anchors) and a QP_I (rules), before the agents' curves.
 QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
-QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, "gop8", "two_level_ext")
+QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, GOP8, TWO_LEVEL, TWO_LEVEL_EXT)
 #: The agents' curves (one per checkpoint of :attr:`ProtocolPlan.agents`).
 AGENTS = "dmic"
 ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, ORACLE, ORACLE_EXTENDED)
@@ -55,7 +56,8 @@ class ProtocolPlan:
     qps: Sequence[float] = EVALUATION_QPS
     qp_is: Sequence[float] = EVALUATION_QP_IS
     lambdas: Sequence[float] = EVALUATION_LAMBDAS
-    oracle_volumes: int = 4
+    #: labelled volumes (in order) the oracles run on; None: all of them
+    oracle_volumes: int | None = None
     methods: Sequence[str] = ALL_METHODS
 
     def __post_init__(self) -> None:
@@ -68,7 +70,7 @@ class ProtocolPlan:
         switch the agents' curves and the oracle on)."""
         jobs: list[PointJob] = []
         labelled = [v for v in self.volumes if v.label is not None]
-        oracle_names = {v.name for v in labelled[: self.oracle_volumes]}
+        oracle_names = {v.name for v in labelled[: self.oracle_volumes]}  # [:None] is every one
         for vol in self.volumes:
             case = vol.case_spec()
             for method in self.methods:
