@@ -12,7 +12,8 @@ they are:
 * **envelope bonus of the same method**: the constant-QP anchor's 8 points plus the 8 of a grid
   shifted by 2 QPs (``bench/protocol_noise.py``), scored against the 8-point anchor. The method is
   the same, so what a 16-point envelope wins is selection of lucky points, not compression.
-* **mask**: the oracle's pairs (fg 0, bg +8) and (fg 0, bg +12) on the ground-truth mask against
+* **mask**: the default agents given the label as their mask against the same agents on the
+  segmenter's mask; the oracle's pairs (fg 0, bg +8) and (fg 0, bg +12) on the ground-truth mask against
   the label-free ``two_level`` and ``two_level_ext``, the same pairs on the segmenter's mask of the
   original; and, per volume, the label's CTUs that mask misses and its CTUs without label.
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.protocol.methods import ORACLE, ORACLE_EXTENDED, TWO_LEVEL, TWO_LEVEL_BG, TWO_LEVEL_EXT, TWO_LEVEL_EXT_BG
     from dmic_core.assets import ASSETS_DIR
     from dmic_core.defaults import DEFAULT_AGENTS
-    from dmic_core.protocol.run import _agents_sha, row_key
+    from dmic_core.protocol.run import ON_LABEL, _agents_sha, row_key
     from dmic_core.protocol.summary import choose_curve, per_volume_bd
     from dmic_core.runs import PointLog
 
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     # the default agents' current checkpoint only (the log also keeps a replaced default's points)
     default = f"dmic:{Path(DEFAULT_AGENTS).stem}"
     default_sha = _agents_sha(str(ASSETS_DIR / DEFAULT_AGENTS))
-    parts.append(pts[(pts.curve == default) & (pts.agents_sha == default_sha)][keep])
+    on_label = default + ON_LABEL  # the same agents with the label as their mask
+    parts.append(pts[pts.curve.isin([default, on_label]) & (pts.agents_sha == default_sha)][keep])
     pair_names: dict[str, tuple[str, int, int]] = {}
     for (curve, fg, bg), group in pts[pts.curve.isin([ORACLE, ORACLE_EXTENDED])].groupby(["curve", "fg", "bg"]):
         name = f"pair fg{int(fg):+d} bg{int(bg):+d}"
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     best_by_mean = min(pairs, key=lambda n: rate[n].mean())
     rows = []
     for curve in dict.fromkeys([ORACLE, ORACLE_EXTENDED, *sorted(pairs, key=lambda n: pair_names[n]),
-                                TWO_LEVEL, TWO_LEVEL_EXT, default, bonus_name]):
+                                TWO_LEVEL, TWO_LEVEL_EXT, default, on_label, bonus_name]):
         if curve not in rate.columns:
             continue
         col = rate[curve]
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "search over pairs (extended oracle minus the pair with the lowest plain mean)": paired(ORACLE_EXTENDED, best_by_mean),
         "envelope bonus of one method (16-point anchor against the 8-point anchor)": _spread(rate, bonus_name),
         "default agents minus the label-free two-level rule of their space": paired(default, TWO_LEVEL),
+        "mask, default agents (on the label minus on the segmenter's mask)": paired(on_label, default),
         # the label-free rules against their ground-truth twins: what the segmenter's mask costs
         "mask (fg 0 / bg +8 on the label minus on the segmenter's mask)": paired(f"pair fg+0 bg{TWO_LEVEL_BG:+d}", TWO_LEVEL),
         "mask (fg 0 / bg +12 on the label minus on the segmenter's mask)": paired(f"pair fg+0 bg{TWO_LEVEL_EXT_BG:+d}",

@@ -17,7 +17,8 @@ from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG
                                        decide_two_level, decide_two_level_ext)
 from dmic_core.protocol.report import write_report
 from dmic_core.protocol.summary import with_extended_oracle
-from dmic_core.protocol.run import ProtocolPlan, _agents_sha, current_rows, run_protocol, shipped_agents
+from dmic_core.protocol.run import (AGENTS_ON_LABEL, ON_LABEL, ProtocolPlan, _agents_sha, current_rows, run_protocol,
+                                   shipped_agents)
 from dmic_core.protocol.volumes import EvaluationVolume
 
 
@@ -135,6 +136,21 @@ def test_two_level_rules_protect_the_segmenter_s_ctus_only(decide, background):
     assert d.ctu_dqp.shape == (3, 2, 3) and d.ctu_dqp[1, 1, 2] == 0
     assert (np.delete(d.ctu_dqp.reshape(-1), 1 * 6 + 1 * 3 + 2) == background).all()
     assert list(d.frame_qps[:1]) == [30] and d.info == {"fg": 0, "bg": background}
+
+
+def test_the_default_agents_on_the_label_get_the_label_as_their_mask_only(tiny):
+    plan, _, _ = tiny
+    vol = plan.volumes[0]
+    unlabelled = EvaluationVolume("ct-crop", vol.image, None, vol.slices, "segmentation")
+    jobs = ProtocolPlan([vol, unlabelled], plan.agents, lambdas=plan.lambdas, methods=(AGENTS_ON_LABEL,)).jobs()
+    default = f"dmic:{DEFAULT_AGENTS.removesuffix('.pt')}"
+    assert len(jobs) == len(plan.lambdas)  # the labelled volume only
+    assert {j.name for j in jobs} == {default + ON_LABEL}
+    assert all(j.case.roi == vol.label and j.case.label == vol.label and j.case.segmenter == "builtin" for j in jobs)
+    assert all(j.options["agents"] == plan.agents[default] for j in jobs)
+    # a replaced checkpoint's on-label points stay out too
+    rows = [{"volume": vol.name, "curve": default + ON_LABEL, "agents_sha": "0123456789abcdef"}]
+    assert current_rows(rows, plan) == []
 
 
 def test_a_replaced_checkpoint_s_old_points_stay_out_of_its_curve(tiny):

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
-from dmic_core.protocol.run import ORACLE, ORACLE_EXTENDED, QP_I_METHODS, QP_METHODS, ProtocolPlan
+from dmic_core.protocol.run import ON_LABEL, ORACLE, ORACLE_EXTENDED, QP_I_METHODS, QP_METHODS, ProtocolPlan
 from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
 
 
@@ -20,7 +20,8 @@ def _point_hours(points: pd.DataFrame) -> float:
 
 
 def curve_order(plan: ProtocolPlan) -> list[str]:
-    return [*QP_METHODS[1:], *QP_I_METHODS, *plan.agents, ORACLE, ORACLE_EXTENDED]
+    return [*QP_METHODS[1:], *QP_I_METHODS, *plan.agents, *(name + ON_LABEL for name in plan.agents),
+            ORACLE, ORACLE_EXTENDED]
 
 
 def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path, *, wall_seconds: float | None,
@@ -57,7 +58,9 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         "two-level map on the ground-truth mask, every (QP_I, fg, bg) of the paper space, upper "
         "envelope; its share is the mean of BD-rate(curve) / BD-rate(oracle) where both are defined. "
         "Extended oracle: the same with the extended space's background offsets (+12, +16, +20) added "
-        "to the paper oracle's points.", "",
+        "to the paper oracle's points. '<agents> on label': the default agents given the label as their "
+        "mask instead of the segmenter's (what a perfect vessel model would give them; a bound like the "
+        "oracles, since it needs the label).", "",
         "Agents: " + ", ".join(f"`{k}` = `{repo_relative(v)}`" for k, v in plan.agents.items()) + ".", "", "",
     ]
     paths = {"markdown": out / "evaluation.md", "html": out / "evaluation.html", "json": out / "summary.json",

@@ -14,6 +14,7 @@ hash), so a rerun does only what is missing and never mixes numbers of other mod
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from dmic_core.agents.handcrafted import HANDCRAFTED
-from dmic_core.defaults import EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
+from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP_IS, EVALUATION_QPS
 from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary
 from dmic_core.methods.base import PointSpec
 from dmic_core.methods.registry import ANCHOR
@@ -36,7 +37,12 @@ QP_METHODS: tuple[str, ...] = (ANCHOR, "ratecontrol")
 QP_I_METHODS: tuple[str, ...] = (*HANDCRAFTED, GOP8, TWO_LEVEL, TWO_LEVEL_EXT)
 #: The agents' curves (one per checkpoint of :attr:`ProtocolPlan.agents`).
 AGENTS = "dmic"
-ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, ORACLE, ORACLE_EXTENDED)
+#: The default agents given the ground-truth label as their mask instead of the segmenter's (on
+#: labelled volumes; curve ``<agents curve>`` + :data:`ON_LABEL`): what a perfect vessel model would
+#: give the shipped agents. Like the oracles, it needs the label, so it is a bound, not a method.
+AGENTS_ON_LABEL = "dmic_on_label"
+ON_LABEL = " on label"
+ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, AGENTS_ON_LABEL, ORACLE, ORACLE_EXTENDED)
 
 
 def shipped_agents() -> dict[str, str]:
@@ -81,6 +87,11 @@ class ProtocolPlan:
             for name, path in (self.agents.items() if AGENTS in self.methods else ()):
                 jobs.extend(PointJob(case, PointSpec("dmic", float(lam)), {"agents": path}, name)
                             for lam in self.lambdas)
+            default = f"dmic:{Path(DEFAULT_AGENTS).stem}"
+            if vol.label is not None and AGENTS_ON_LABEL in self.methods and default in self.agents:
+                on_label = dataclasses.replace(case, roi=vol.label)
+                jobs.extend(PointJob(on_label, PointSpec("dmic", float(lam)), {"agents": self.agents[default]},
+                                     default + ON_LABEL) for lam in self.lambdas)
             if vol.name in oracle_names and ORACLE in self.methods:
                 jobs.extend(PointJob(case, PointSpec(ORACLE, float(q)), {"fg": fg, "bg": bg}, ORACLE)
                             for q in self.qp_is for fg in ORACLE_FG for bg in ORACLE_BG)
@@ -140,6 +151,7 @@ def current_rows(rows: Iterable[dict[str, Any]], plan: "ProtocolPlan") -> list[d
     into the new curve."""
     names = {v.name for v in plan.volumes}
     shas = {name: _agents_sha(path) for name, path in plan.agents.items()}
+    shas.update({name + ON_LABEL: sha for name, sha in shas.items()})
     return [r for r in rows if r["volume"] in names
             and (r["curve"] not in shas or r.get("agents_sha") == shas[r["curve"]])]
 
@@ -179,4 +191,4 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     return points
 
 
-__all__ = ["AGENTS", "ALL_METHODS", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
+__all__ = ["AGENTS", "AGENTS_ON_LABEL", "ALL_METHODS", "ON_LABEL", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
