@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parts_out = {
         "search over pairs (paper oracle minus its best fixed pair)": paired(ORACLE, best_paper),
         "search over pairs (extended oracle minus the best fixed pair)": paired(ORACLE_EXTENDED, best_any),
+        "search over pairs (paper oracle minus the pair with the lowest plain mean)": paired(ORACLE, best_by_mean),
         "search over pairs (extended oracle minus the pair with the lowest plain mean)": paired(ORACLE_EXTENDED, best_by_mean),
         "envelope bonus of one method (16-point anchor against the 8-point anchor)": _spread(rate, bonus_name),
         "default agents minus the label-free two-level rule of their space": paired(default, TWO_LEVEL),

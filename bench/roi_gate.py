@@ -1,23 +1,30 @@
-"""Does dropping the segmenter's low-confidence CTUs from the protected region help? (issue 13)
+"""Label-free rules that clean the segmenter's mask before it becomes the protected region (issue 13).
 
-The extended oracle (two-level map on the *label*) saves far more than the same rule on the
-segmenter's mask (docs/results/evaluation): part of its gain is that the coarse background wipes
-out the segmenter's false positives, which the segmenter's own mask protects. On validation
-phantoms, about a third of the CTUs the mask marks without any label in them have a peak vessel
-probability below 0.9, against under 1% of the CTUs that hold label. This bench tests a
-label-free *gate*: keep the mask only in CTUs (per frame) whose peak probability reaches
-``--gate``, and run methods with the gated mask as their region of interest, against the same
-methods on the plain mask and constant-QP HEVC, on *validation* phantoms only (it refuses
-evaluation and test seeds, so whatever it chooses can later be reported on the protocol).
+Every method without a label protects the CTUs the segmenter marks in the original. That mask
+costs the protocol's methods about 10-13 BD-rate points against the same rules and agents given
+the label (``bench/oracle_anatomy.py``): it marks CTUs without any vessel (coded as foreground
+for nothing) and misses some that hold one. This bench runs methods on the mask after a rule,
+beside the same methods on the plain mask and constant-QP HEVC, on *validation* phantoms only (it
+refuses evaluation and test seeds, so whatever it chooses can later be reported on the protocol):
+
+* ``gate:P``: keep the mask only in CTUs (per frame) whose peak vessel probability reaches ``P``.
+  On validation phantoms about a third of the mask's CTUs without label peak below 0.9, against
+  under 1% of the CTUs that hold label.
+* ``components:N``: drop the mask's 3-D connected components of fewer than ``N`` voxels: the false
+  positives are mostly small isolated blobs, the coronary tree a few large components.
 
 Usage::
 
     python bench/roi_gate.py --data work_dirs/agents_train/phantoms --seeds 6008,6000,6020,6012,6018,6013 \\
-        --gate 0.9 --methods two_level_ext,dmic --workers 2
+        --roi gate:0.9 --methods two_level_ext,dmic --workers 2
 
 Prints the per-volume BD-rates and means and writes ``bench/results/roi_gate.json`` (point log
-under ``--work``, so a rerun only adds what is missing).
-"""
+under ``--work``, so a rerun only adds what is missing). A rule chosen that way is then reported
+on the protocol's evaluation volumes with ``--evaluation --work work_dirs/evaluate`` (the plain
+curves come from the evaluation's own log; only the rule's points are coded)::
+
+    python bench/roi_gate.py --evaluation --work work_dirs/evaluate --roi components:200 \\
+        --methods two_level,dmic --workers 2 --out bench/results/roi_components_evaluation.json"""
 
 from __future__ import annotations
 
@@ -31,27 +38,50 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def gated_roi(image: str, gate: float, out: Path) -> Path:
-    """Write the segmenter's mask of ``image`` kept only in CTUs whose peak probability >= ``gate``."""
+def parse_rule(text: str) -> tuple[str, float]:
+    """``gate:0.9`` (keep CTUs whose peak vessel probability reaches 0.9) or ``components:50``
+    (drop 3-D connected components under 50 voxels)."""
+    kind, _, value = text.partition(":")
+    if kind not in ("gate", "components") or not value:
+        raise SystemExit(f"--roi wants gate:P or components:N, got {text!r}")
+    return kind, float(value)
+
+
+def rule_tag(kind: str, value: float) -> str:
+    return f"{'gate' if kind == 'gate' else 'cc'}{value:g}"
+
+
+def filtered_roi(image: str, kind: str, value: float, out: Path) -> Path:
+    """Write the segmenter's mask of ``image`` after one rule (:func:`parse_rule`)."""
     from dmic_core.io import load_volume
     from dmic_core.io.writers import save_nifti
-    from dmic_core.maps import gate_ctus_by_confidence
+    from dmic_core.maps import drop_small_components, gate_ctus_by_confidence
     from dmic_core.segmentation import load_segmenter
 
     if out.is_file():
         return out
     volume = load_volume(image)
     seg = load_segmenter("builtin")
-    mask = gate_ctus_by_confidence(seg.segment(volume), seg.probabilities(volume), gate)
+    if kind == "gate":
+        mask = gate_ctus_by_confidence(seg.segment(volume), seg.probabilities(volume), value)
+    else:
+        mask = drop_small_components(seg.segment(volume), int(value))
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_nifti(volume, mask, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with phantom-<seed>.img/.label.nii.gz")
-    parser.add_argument("--seeds", required=True, help="comma list of validation phantom seeds")
-    parser.add_argument("--gate", type=float, default=0.9, help="peak vessel probability a CTU needs to stay protected")
+    parser.add_argument("--data", type=Path, help="folder with phantom-<seed>.img/.label.nii.gz")
+    parser.add_argument("--seeds", help="comma list of validation phantom seeds")
+    parser.add_argument("--evaluation", action="store_true",
+                        help="report rules already chosen on validation on the protocol's evaluation volumes "
+                             "instead (with --work work_dirs/evaluate the plain curves come from its log); "
+                             "never choose a rule from this mode's output")
+    parser.add_argument("--roi", action="append", default=None, metavar="RULE",
+                        help="a rule applied to the segmenter's mask, repeatable: gate:P (keep CTUs whose peak "
+                             "vessel probability reaches P) or components:N (drop 3-D components under N voxels); "
+                             "default gate:0.9")
     parser.add_argument("--methods", default="two_level_ext,dmic", help="protocol methods to run on both masks")
     parser.add_argument("--agents", default="assets/agents_dmic.pt", help="checkpoint of the dmic curve")
     parser.add_argument("--work", type=Path, default=Path("work_dirs/roi_gate"))
@@ -65,33 +95,42 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.protocol.run import ProtocolPlan, current_rows, run_protocol
     from dmic_core.protocol.summary import per_volume_bd, summarise
-    from dmic_core.protocol.volumes import phantom_volume
+    from dmic_core.protocol.volumes import evaluation_volumes, phantom_volume
 
-    try:
-        seeds = selection_seeds(args.seeds)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
+    if args.evaluation:
+        plain = evaluation_volumes(args.work / "volumes")
+        # the protocol's curve name, so that the evaluation log's points of these agents are reused
+        agents = {f"dmic:{Path(args.agents).stem}": args.agents}
+    else:
+        if args.data is None or args.seeds is None:
+            raise SystemExit("--data and --seeds are needed (or --evaluation)")
+        try:
+            seeds = selection_seeds(args.seeds)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
+        plain = [phantom_volume(s, args.data) for s in seeds]
+        agents = {"dmic:agents": args.agents}
     methods = [m for m in args.methods.split(",") if m]
-    tag = f"gate{args.gate:g}"
-    plain = [phantom_volume(s, args.data) for s in seeds]
-    gated = []
-    for vol in plain:
-        # a second path to the same image: the runner tells volumes apart by their image file
-        link = args.work / "volumes" / f"{vol.name}+{tag}.img.nii.gz"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(Path(vol.image).resolve())
-        roi = gated_roi(vol.image, args.gate, args.work / "volumes" / f"{vol.name}+{tag}.roi.nii.gz")
-        gated.append(type(vol)(f"{vol.name}+{tag}", str(link), vol.label, vol.slices, vol.reference, str(roi)))
-    agents = {"dmic:agents": args.agents}
+    rules = [parse_rule(r) for r in (args.roi or ["gate:0.9"])]
     plan_plain = ProtocolPlan(plain, agents, oracle_volumes=0, methods=(ANCHOR, *methods))
-    plan_gated = ProtocolPlan(gated, agents, oracle_volumes=0, methods=tuple(methods))
     start = time.perf_counter()
-    run_protocol(plan_plain, args.work, workers=args.workers)
-    log = run_protocol(plan_gated, args.work, workers=args.workers)  # the same log file, read after both
+    log = run_protocol(plan_plain, args.work, workers=args.workers)
     rows = current_rows(log, plan_plain)
-    for row in current_rows(log, plan_gated):  # the gated curves join their plain volume, renamed
-        rows.append({**row, "volume": row["volume"].split("+")[0], "curve": f"{row['curve']}+{tag}"})
+    for kind, value in rules:
+        tag = rule_tag(kind, value)
+        variant = []
+        for vol in plain:
+            # a second path to the same image: the runner tells volumes apart by their image file
+            link = args.work / "volumes" / f"{vol.name}+{tag}.img.nii.gz"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(Path(vol.image).resolve())
+            roi = filtered_roi(vol.image, kind, value, args.work / "volumes" / f"{vol.name}+{tag}.roi.nii.gz")
+            variant.append(type(vol)(f"{vol.name}+{tag}", str(link), vol.label, vol.slices, vol.reference, str(roi)))
+        plan = ProtocolPlan(variant, agents, oracle_volumes=0, methods=tuple(methods))
+        log = run_protocol(plan, args.work, workers=args.workers)  # the same log file
+        for row in current_rows(log, plan):  # the variant's curves join their plain volume, renamed
+            rows.append({**row, "volume": row["volume"].split("+")[0], "curve": f"{row['curve']}+{tag}"})
     points = pd.DataFrame(rows)
     per_volume = per_volume_bd(points)
     summary = summarise(per_volume)
@@ -101,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python bench/roi_gate.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "validation_volumes": [v.as_dict() for v in plain], "gate": args.gate,
+        "volumes_role": "evaluation" if args.evaluation else "validation",
+        "volumes": [v.as_dict() for v in plain], "rules": [f"{k}:{v:g}" for k, v in rules],
         "seconds": round(time.perf_counter() - start, 1),
         "per_volume": json.loads(per_volume.to_json(orient="records")),
         "summary": json.loads(summary.to_json(orient="records")),

@@ -53,6 +53,26 @@ def gate_ctus_by_confidence(mask: np.ndarray, probabilities: np.ndarray, gate: f
     return ((np.asarray(mask) > 0) & keep[:, :h, :w]).astype(np.uint8)
 
 
+def drop_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    """``mask`` without its 3-D connected components (26-connected) of fewer than ``min_voxels`` voxels.
+
+    The segmenter's false positives are mostly small isolated blobs, while the coronary tree is a
+    few large connected components: on validation phantoms, dropping components under 50 voxels
+    removes about a third of the mask's CTUs without label and none of the label's CTUs
+    (bench/roi_gate.py). Every CTU a false blob marks is coded as foreground for nothing.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask) > 0
+    if min_voxels <= 1 or not mask.any():
+        return mask.astype(np.uint8)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
 def mask_ctu_dqp(mask: np.ndarray, fg_dqp: int, bg_dqp: int) -> np.ndarray:
     """Two-level map: ``fg_dqp`` on foreground CTUs, ``bg_dqp`` elsewhere."""
     return np.where(foreground_ctus(mask), np.int32(fg_dqp), np.int32(bg_dqp)).astype(np.int32)

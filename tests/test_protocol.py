@@ -202,6 +202,21 @@ def test_confidence_gate_keeps_the_mask_only_in_confident_ctus():
         gate_ctus_by_confidence(mask, prob[:1], 0.9)
 
 
+def test_small_components_are_dropped_across_frames_and_large_ones_kept_whole():
+    from dmic_core.maps import drop_small_components
+
+    mask = np.zeros((4, 64, 64), np.uint8)
+    mask[0:4, 10, 10:20] = 1  # a vessel through 4 frames: 40 voxels, one component
+    mask[1, 40:42, 40:42] = 1  # a 4-voxel blob
+    mask[2, 50, 50] = mask[3, 51, 51] = 1  # 2 voxels touching diagonally across frames: one component
+    out = drop_small_components(mask, 5)
+    assert out.dtype == np.uint8 and out.sum() == 40 and out[0:4, 10, 10:20].all()
+    assert drop_small_components(mask, 2).sum() == 46  # only nothing under 2 voxels: all kept
+    assert drop_small_components(mask, 41).sum() == 0
+    assert (drop_small_components(mask, 0) == mask).all()
+    assert drop_small_components(np.zeros((2, 8, 8)), 10).sum() == 0
+
+
 def test_selection_prefers_a_curve_defined_everywhere_then_the_paired_mean():
     import pandas as pd
 
