@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dmic_core.datasets.seeds import selection_seeds
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import ProtocolPlan, current_rows, run_protocol
+    from dmic_core.protocol.run import AGENTS, ProtocolPlan, current_rows, run_protocol
     from dmic_core.protocol.summary import per_volume_bd, summarise
     from dmic_core.protocol.volumes import evaluation_volumes, phantom_volume
 
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     plan_plain = ProtocolPlan(plain, agents, oracle_volumes=0, methods=(ANCHOR, *methods))
     start = time.perf_counter()
     log = run_protocol(plan_plain, args.work, workers=args.workers)
-    rows = current_rows(log, plan_plain)
+    curves = {ANCHOR, *(m for m in methods if m != AGENTS), *agents}
+    rows = [r for r in current_rows(log, plan_plain) if r["curve"] in curves]  # not the log's other curves
     for kind, value in rules:
         tag = rule_tag(kind, value)
         variant = []
