@@ -152,7 +152,7 @@ def _ctu_masks(folder: Path, names: list[str]) -> dict | None:
     import numpy as np
 
     from dmic_core.io import load_label, load_volume
-    from dmic_core.maps import foreground_ctus
+    from dmic_core.maps import ctu_agreement
     from dmic_core.protocol.volumes import evaluation_volumes
     from dmic_core.segmentation import load_segmenter
 
@@ -166,11 +166,10 @@ def _ctu_masks(folder: Path, names: list[str]) -> dict | None:
         image = load_volume(vol.image)
         label = load_label(vol.label, like=image)[slice(*vol.slices)]
         image = image.slab(*vol.slices)
-        truth = foreground_ctus(label > 0)
-        mask = foreground_ctus(segmenter.segment(image) > 0)
-        rows.append({"volume": vol.name, "label_ctus": float(truth.mean()), "mask_ctus": float(mask.mean()),
-                     "label_ctus_missed": float((truth & ~mask).sum() / max(1, truth.sum())),
-                     "mask_ctus_without_label": float((mask & ~truth).sum() / max(1, mask.sum()))})
+        agree = ctu_agreement(segmenter.segment(image) > 0, label > 0)
+        rows.append({"volume": vol.name, "label_ctus": agree["reference_ctus"], "mask_ctus": agree["mask_ctus"],
+                     "label_ctus_missed": agree["reference_ctus_missed"],
+                     "mask_ctus_without_label": agree["mask_ctus_without_reference"]})
     means = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "volume"} if rows else {}
     return {"per_volume": rows, "mean": means}
 

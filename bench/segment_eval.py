@@ -5,7 +5,9 @@ Usage::
     python bench/segment_eval.py [--seeds 3000:3010] [--model builtin]
 
 Scores (Dice, vessel IoU, background IoU, mIoU) per seed and pooled over voxels, for the whole
-volume and for the 33-slice slab centred on the coronary tree (the slab ``segment_vs_qp`` codes).
+volume and for the 33-slice slab centred on the coronary tree (the slab ``segment_vs_qp`` codes),
+and the CTU-level agreement that the codec's methods see (:func:`dmic_core.maps.ctu_agreement`:
+the label's CTUs the mask misses, the mask's CTUs without label).
 Writes ``bench/results/segment_eval.json``.
 """
 
@@ -34,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segment_vs_qp import heart_slab
 
     from dmic_core.io.orientation import canonical_volume
+    from dmic_core.maps import ctu_agreement
     from dmic_core.metrics.task import segmentation_scores
     from dmic_core.segmentation import load_segmenter
     from dmic_core.segmentation.config import TEST_SEEDS
@@ -58,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         dt = time.perf_counter() - t
         s, e = heart_slab(label, args.slices)
         row = {"frames": vol.n_frames, "seconds": round(dt, 2), "slab": [s, e],
-               "volume": segmentation_scores(pred, label), "slab_scores": segmentation_scores(pred[s:e], label[s:e])}
+               "volume": segmentation_scores(pred, label), "slab_scores": segmentation_scores(pred[s:e], label[s:e]),
+               # what the codec's methods protect: 64 x 64 CTUs (issue 13: the mask's CTU errors cost
+               # the methods 10-13 BD-rate points, bench/oracle_anatomy.py)
+               "volume_ctus": ctu_agreement(pred, label), "slab_ctus": ctu_agreement(pred[s:e], label[s:e])}
         for key, (p, r) in (("volume", (pred, label)), ("slab", (pred[s:e], label[s:e]))):
             counts[key] += [int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum()), int((~p & ~r).sum())]
         per_seed[seed] = row
@@ -68,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
            "pooled": {k: _pooled(*map(int, c)) for k, c in counts.items()},
            "mean_over_seeds": {
                "volume": {m: float(np.mean([r["volume"][m] for r in per_seed.values()])) for m in ("dice", "vessel_iou", "miou")},
-               "slab": {m: float(np.mean([r["slab_scores"][m] for r in per_seed.values()])) for m in ("dice", "vessel_iou", "miou")}},
+               "slab": {m: float(np.mean([r["slab_scores"][m] for r in per_seed.values()])) for m in ("dice", "vessel_iou", "miou")},
+               **{f"{k}_ctus": {m: float(np.mean([r[f"{k}_ctus"][m] for r in per_seed.values()]))
+                                for m in ("reference_ctus_missed", "mask_ctus_without_reference")}
+                  for k in ("volume", "slab")}},
            "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -30,6 +30,23 @@ def foreground_ctus(mask: np.ndarray) -> np.ndarray:
     return ctu_mask_ratio(mask) > 0
 
 
+def ctu_agreement(mask: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How a mask's foreground CTUs match a reference's (e.g. the segmenter's against the label).
+
+    What the methods protect is the CTU, not the voxel: a CTU the mask marks without any reference
+    in it is coded as foreground for nothing, and a reference CTU it misses is coded at the
+    background offset. Returns the CTU fractions of each (``mask_ctus``, ``reference_ctus``), the
+    share of the reference's CTUs the mask misses (``reference_ctus_missed``) and the share of the
+    mask's CTUs without reference (``mask_ctus_without_reference``).
+    """
+    ours, theirs = foreground_ctus(mask), foreground_ctus(reference)
+    if ours.shape != theirs.shape:
+        raise ValueError(f"mask {np.shape(mask)} and reference {np.shape(reference)} differ in shape")
+    return {"mask_ctus": float(ours.mean()), "reference_ctus": float(theirs.mean()),
+            "reference_ctus_missed": float((theirs & ~ours).sum() / max(1, theirs.sum())),
+            "mask_ctus_without_reference": float((ours & ~theirs).sum() / max(1, ours.sum()))}
+
+
 def ctu_peak(values: np.ndarray) -> np.ndarray:
     """Largest value in each CTU, ``(frames, rows, cols)`` (the padding of partial CTUs counts as 0)."""
     values = np.asarray(values, dtype=np.float32)

@@ -217,6 +217,23 @@ def test_small_components_are_dropped_across_frames_and_large_ones_kept_whole():
     assert drop_small_components(np.zeros((2, 8, 8)), 10).sum() == 0
 
 
+def test_ctu_agreement_counts_missed_and_empty_ctus():
+    from dmic_core.maps import ctu_agreement
+
+    label = np.zeros((2, 128, 128), np.uint8)
+    mask = np.zeros_like(label)
+    label[0, 5, 5] = label[0, 70, 70] = label[1, 5, 70] = 1  # 3 label CTUs of 8
+    mask[0, 6, 6] = mask[1, 5, 70] = 1  # 2 of them found ...
+    mask[1, 100, 10] = 1  # ... and one CTU without label
+    agree = ctu_agreement(mask, label)
+    assert agree == pytest.approx({"mask_ctus": 3 / 8, "reference_ctus": 3 / 8, "reference_ctus_missed": 1 / 3,
+                                   "mask_ctus_without_reference": 1 / 3})
+    assert ctu_agreement(label, label)["reference_ctus_missed"] == 0.0
+    assert ctu_agreement(np.zeros_like(label), label)["mask_ctus_without_reference"] == 0.0  # no mask CTU
+    with pytest.raises(ValueError, match="shape"):
+        ctu_agreement(mask[:1], label)
+
+
 def test_selection_prefers_a_curve_defined_everywhere_then_the_paired_mean():
     import pandas as pd
 
