@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.methods import ORACLE, ORACLE_EXTENDED, TWO_LEVEL, TWO_LEVEL_BG, TWO_LEVEL_EXT, TWO_LEVEL_EXT_BG
     from dmic_core.assets import ASSETS_DIR
     from dmic_core.defaults import DEFAULT_AGENTS
-    from dmic_core.protocol.run import ON_LABEL, _agents_sha, row_key
+    from dmic_core.protocol.methods import ORACLE, ORACLE_EXTENDED, TWO_LEVEL, TWO_LEVEL_BG, TWO_LEVEL_EXT, TWO_LEVEL_EXT_BG
+    from dmic_core.protocol.run import DEFAULT_AGENTS_CURVE, ON_LABEL, _agents_sha, row_key
     from dmic_core.protocol.summary import choose_curve, per_volume_bd
     from dmic_core.runs import PointLog
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     pts = points[points.volume.isin(oracle_volumes)]
     parts = [pts[pts.curve.isin([ANCHOR, ORACLE, ORACLE_EXTENDED, TWO_LEVEL, TWO_LEVEL_EXT])][keep]]
     # the default agents' current checkpoint only (the log also keeps a replaced default's points)
-    default = f"dmic:{Path(DEFAULT_AGENTS).stem}"
+    default = DEFAULT_AGENTS_CURVE
     default_sha = _agents_sha(str(ASSETS_DIR / DEFAULT_AGENTS))
     on_label = default + ON_LABEL  # the same agents with the label as their mask
     parts.append(pts[pts.curve.isin([default, on_label]) & (pts.agents_sha == default_sha)][keep])
@@ -166,10 +166,7 @@ def _ctu_masks(folder: Path, names: list[str]) -> dict | None:
         image = load_volume(vol.image)
         label = load_label(vol.label, like=image)[slice(*vol.slices)]
         image = image.slab(*vol.slices)
-        agree = ctu_agreement(segmenter.segment(image) > 0, label > 0)
-        rows.append({"volume": vol.name, "label_ctus": agree["reference_ctus"], "mask_ctus": agree["mask_ctus"],
-                     "label_ctus_missed": agree["reference_ctus_missed"],
-                     "mask_ctus_without_label": agree["mask_ctus_without_reference"]})
+        rows.append({"volume": vol.name, **ctu_agreement(segmenter.segment(image) > 0, label > 0)})
     means = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "volume"} if rows else {}
     return {"per_volume": rows, "mean": means}
 

@@ -93,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from dmic_core.datasets.seeds import selection_seeds
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import AGENTS, ProtocolPlan, current_rows, run_protocol
+    from dmic_core.protocol.run import AGENTS, ProtocolPlan, agents_curve, current_rows, run_protocol
     from dmic_core.protocol.summary import per_volume_bd, summarise
     from dmic_core.protocol.volumes import evaluation_volumes, phantom_volume
 
     if args.evaluation:
         plain = evaluation_volumes(args.work / "volumes")
         # the protocol's curve name, so that the evaluation log's points of these agents are reused
-        agents = {f"dmic:{Path(args.agents).stem}": args.agents}
+        agents = {agents_curve(Path(args.agents).stem): args.agents}
     else:
         if args.data is None or args.seeds is None:
             raise SystemExit("--data and --seeds are needed (or --evaluation)")

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.datasets.seeds import selection_seeds
     from dmic_core.defaults import repo_relative
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import AGENTS, ProtocolPlan, current_rows, run_protocol
+    from dmic_core.protocol.run import AGENTS, ProtocolPlan, agents_curve, current_rows, run_protocol
     from dmic_core.protocol.summary import choose_curve, per_volume_bd, summarise
     from dmic_core.protocol.volumes import phantom_volume
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = item.partition("=")
         if not Path(path).is_file():
             raise SystemExit(f"candidate checkpoint not found: {path}")
-        candidates[f"dmic:{name}"] = path
+        candidates[agents_curve(name)] = path
     volumes = [phantom_volume(s, args.data) for s in seeds]
     plan = ProtocolPlan(volumes, candidates, oracle_volumes=0, methods=(ANCHOR, *(HANDCRAFTED if args.maps else ()), AGENTS))
     start = time.perf_counter()

@@ -40,7 +40,7 @@ def run(args) -> int:
     from dmic_core.datasets.seeds import role_of
     from dmic_core.errors import DmicInputError
     from dmic_core.protocol.report import write_report
-    from dmic_core.protocol.run import ALL_METHODS, ProtocolPlan, current_rows, run_protocol, shipped_agents
+    from dmic_core.protocol.run import ALL_METHODS, ProtocolPlan, agents_curve, current_rows, run_protocol, shipped_agents
     from dmic_core.protocol.volumes import evaluation_volumes
 
     bad = [s for s in args.seeds if role_of(s) is None or role_of(s).role != "evaluation"]
@@ -52,7 +52,7 @@ def run(args) -> int:
         name, _, path = item.partition("=")
         if not name or not Path(path).is_file():
             raise DmicInputError(f"--agents wants NAME=CHECKPOINT of an existing file, got {item!r}")
-        agents[f"dmic:{name}"] = path
+        agents[agents_curve(name)] = path
     start = time.perf_counter()
     volumes = evaluation_volumes(args.work / "volumes", args.seeds, real_ct=not args.no_real_ct)
     try:

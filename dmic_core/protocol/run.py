@@ -14,11 +14,10 @@ hash), so a rerun does only what is missing and never mixes numbers of other mod
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -45,11 +44,20 @@ ON_LABEL = " on label"
 ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, AGENTS_ON_LABEL, ORACLE, ORACLE_EXTENDED)
 
 
+def agents_curve(name: str) -> str:
+    """The protocol's curve name of an agents checkpoint: ``dmic:<name>`` (a file's stem)."""
+    return f"{AGENTS}:{name}"
+
+
+#: Curve of the default agents (:data:`~dmic_core.defaults.DEFAULT_AGENTS`).
+DEFAULT_AGENTS_CURVE = agents_curve(Path(DEFAULT_AGENTS).stem)
+
+
 def shipped_agents() -> dict[str, str]:
     """``dmic:<stem>`` -> path of every shipped agents checkpoint."""
     from dmic_core.assets import ASSETS_DIR, SHIPPED_AGENTS
 
-    return {f"dmic:{Path(name).stem}": str(ASSETS_DIR / name) for name in SHIPPED_AGENTS
+    return {agents_curve(Path(name).stem): str(ASSETS_DIR / name) for name in SHIPPED_AGENTS
             if (ASSETS_DIR / name).is_file()}
 
 
@@ -77,6 +85,7 @@ class ProtocolPlan:
         jobs: list[PointJob] = []
         labelled = [v for v in self.volumes if v.label is not None]
         oracle_names = {v.name for v in labelled[: self.oracle_volumes]}  # [:None] is every one
+        default = self.agents.get(DEFAULT_AGENTS_CURVE) if AGENTS_ON_LABEL in self.methods else None
         for vol in self.volumes:
             case = vol.case_spec()
             for method in self.methods:
@@ -87,11 +96,10 @@ class ProtocolPlan:
             for name, path in (self.agents.items() if AGENTS in self.methods else ()):
                 jobs.extend(PointJob(case, PointSpec("dmic", float(lam)), {"agents": path}, name)
                             for lam in self.lambdas)
-            default = f"dmic:{Path(DEFAULT_AGENTS).stem}"
-            if vol.label is not None and AGENTS_ON_LABEL in self.methods and default in self.agents:
-                on_label = dataclasses.replace(case, roi=vol.label)
-                jobs.extend(PointJob(on_label, PointSpec("dmic", float(lam)), {"agents": self.agents[default]},
-                                     default + ON_LABEL) for lam in self.lambdas)
+            if vol.label is not None and default is not None:
+                on_label = replace(case, roi=vol.label)
+                jobs.extend(PointJob(on_label, PointSpec("dmic", float(lam)), {"agents": default},
+                                     DEFAULT_AGENTS_CURVE + ON_LABEL) for lam in self.lambdas)
             if vol.name in oracle_names and ORACLE in self.methods:
                 jobs.extend(PointJob(case, PointSpec(ORACLE, float(q)), {"fg": fg, "bg": bg}, ORACLE)
                             for q in self.qp_is for fg in ORACLE_FG for bg in ORACLE_BG)
@@ -191,4 +199,4 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     return points
 
 
-__all__ = ["AGENTS", "AGENTS_ON_LABEL", "ALL_METHODS", "ON_LABEL", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
+__all__ = ["AGENTS", "AGENTS_ON_LABEL", "ALL_METHODS", "DEFAULT_AGENTS_CURVE", "ON_LABEL", "agents_curve", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
