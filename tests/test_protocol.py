@@ -16,8 +16,9 @@ from dmic_core.agents.spaces import PAPER
 from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_BG, TWO_LEVEL_EXT_BG,
                                        decide_two_level, decide_two_level_ext)
 from dmic_core.protocol.report import write_report
-from dmic_core.protocol.summary import with_extended_oracle
-from dmic_core.protocol.run import (AGENTS_ON_LABEL, ON_LABEL, ProtocolPlan, _agents_sha, current_rows, run_protocol,
+from dmic_core.protocol.summary import with_extended_oracle, with_label_twin
+from dmic_core.protocol.methods import ON_LABEL, TWO_LEVEL_ON_LABEL
+from dmic_core.protocol.run import (AGENTS_ON_LABEL, ProtocolPlan, _agents_sha, current_rows, run_protocol,
                                    shipped_agents)
 from dmic_core.protocol.volumes import EvaluationVolume
 
@@ -120,6 +121,29 @@ def test_extended_oracle_curve_includes_the_paper_oracle_points():
     assert sorted(ext.bg) == [8, 16] and set(ext.volume) == {"a"}
     assert len(out[out.curve == "oracle"]) == 2  # the paper oracle keeps its own rows
     assert with_extended_oracle(rows[rows.curve != "oracle_extended"]).equals(rows[rows.curve != "oracle_extended"])
+
+
+def test_two_level_s_label_twin_is_the_oracle_s_points_of_its_pair_only():
+    """The like-for-like bound: the oracle's rows of two_level's pair (fg 0, bg +8) and no other, as
+    many points as a method's curve; its share is reported like the oracle's."""
+    from dmic_core.protocol.summary import summarise
+
+    rows = pd.DataFrame([{"volume": "a", "curve": "oracle", "setting": q, "fg": fg, "bg": bg}
+                         for q in (25, 29) for fg in ORACLE_FG for bg in ORACLE_BG]
+                        + [{"volume": "a", "curve": "hevc", "setting": 32, "fg": None, "bg": None}])
+    out = with_label_twin(rows)
+    twin = out[out.curve == TWO_LEVEL_ON_LABEL]
+    assert len(twin) == 2 and set(twin.fg) == {0} and set(twin.bg) == {TWO_LEVEL_BG}
+    assert len(out[out.curve == "oracle"]) == len(ORACLE_FG) * len(ORACLE_BG) * 2  # the oracle keeps every row
+    assert with_label_twin(rows[rows.curve == "hevc"]).equals(rows[rows.curve == "hevc"])
+    per_volume = pd.DataFrame([{"volume": v, "method": m, "bd_rate_pct": r, "bd_miou_pp": 1.0, "reason": None}
+                               for v, row in {"a": {"oracle": -50.0, TWO_LEVEL_ON_LABEL: -40.0, "agents": -30.0},
+                                              "b": {"oracle": -60.0, TWO_LEVEL_ON_LABEL: -50.0, "agents": -40.0}}.items()
+                               for m, r in row.items()])
+    agents = summarise(per_volume).set_index("curve").loc["agents"]
+    assert agents.oracle_pair_share_mean == pytest.approx((30 / 40 + 40 / 50) / 2)
+    assert agents.oracle_share_mean == pytest.approx((30 / 50 + 40 / 60) / 2)
+    assert agents.oracle_pair_volumes == 2
 
 
 @pytest.mark.parametrize("decide, background", [(decide_two_level, 8), (decide_two_level_ext, 12)])

@@ -13,6 +13,12 @@
   :data:`TWO_LEVEL_BG` (+8, the paper space's coarsest) or :data:`TWO_LEVEL_EXT_BG` (+12, only in
   the extended space) elsewhere. Each is the label-free twin of one oracle pair (fg 0, bg +8 or
   +12): the difference between the two is what the segmenter's mask costs, without agents.
+* ``two_level on label`` (:data:`TWO_LEVEL_ON_LABEL`): not coded by itself. It is the oracle's points of
+  the one pair ``two_level`` uses (fg 0, bg :data:`TWO_LEVEL_BG`), 8 points like every method's curve
+  (:func:`dmic_core.protocol.summary.with_label_twin`). The oracle's curve is the envelope of 72
+  points per volume, and an envelope over more points of one method sits higher for no other
+  reason (``bench/envelope_bonus.py``); this twin is the like-for-like bound: the same rule, the same
+  number of points, the label as its mask.
 * ``oracle_extended``: the same family in the extended action space. Its points are the
   background offsets beyond the paper's (:data:`ORACLE_EXTENDED_BG`); its curve is the upper
   envelope of those *and* the ``oracle`` points (:func:`dmic_core.protocol.summary.with_extended_oracle`), so it is never
@@ -41,6 +47,10 @@ ORACLE_EXTENDED = "oracle_extended"
 GOP8 = "gop8"
 TWO_LEVEL = "two_level"
 TWO_LEVEL_EXT = "two_level_ext"
+#: Suffix of a curve whose method was given the ground-truth label as its mask (a bound, not a method).
+ON_LABEL = " on label"
+#: ``two_level``'s ground-truth twin, taken from the oracle's points (see the module docstring).
+TWO_LEVEL_ON_LABEL = TWO_LEVEL + ON_LABEL
 
 #: Foreground and background offsets the oracle searches: the paper space's finer foreground
 #: offsets and its coarser background offsets (a foreground CTU never coarser than background).

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
-from dmic_core.protocol.run import ON_LABEL, ORACLE, ORACLE_EXTENDED, QP_I_METHODS, QP_METHODS, ProtocolPlan
+from dmic_core.protocol.methods import ON_LABEL, ORACLE, ORACLE_EXTENDED, TWO_LEVEL_BG, TWO_LEVEL_ON_LABEL
+from dmic_core.protocol.run import QP_I_METHODS, QP_METHODS, ProtocolPlan
 from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
 
 
@@ -21,7 +22,7 @@ def _point_hours(points: pd.DataFrame) -> float:
 
 def curve_order(plan: ProtocolPlan) -> list[str]:
     return [*QP_METHODS[1:], *QP_I_METHODS, *plan.agents, *(name + ON_LABEL for name in plan.agents),
-            ORACLE, ORACLE_EXTENDED]
+            TWO_LEVEL_ON_LABEL, ORACLE, ORACLE_EXTENDED]
 
 
 def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path, *, wall_seconds: float | None,
@@ -60,7 +61,12 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         "Extended oracle: the same with the extended space's background offsets (+12, +16, +20) added "
         "to the paper oracle's points. '<agents> on label': the default agents given the label as their "
         "mask instead of the segmenter's (what a perfect vessel model would give them; a bound like the "
-        "oracles, since it needs the label).", "",
+        "oracles, since it needs the label). "
+        f"'{TWO_LEVEL_ON_LABEL}': the oracle's points of the one pair `two_level` uses (fg 0, bg "
+        f"{TWO_LEVEL_BG:+d}), as many points per volume as every method's curve, where the oracle's curve is "
+        "the envelope of all its pairs' points, and an envelope over more points of one method sits higher "
+        "for no other reason (`bench/envelope_bonus.py`); the like-for-like bound, its share computed as "
+        "the oracle's.", "",
         "Agents: " + ", ".join(f"`{k}` = `{repo_relative(v)}`" for k, v in plan.agents.items()) + ".", "", "",
     ]
     paths = {"markdown": out / "evaluation.md", "html": out / "evaluation.html", "json": out / "summary.json",

@@ -26,8 +26,8 @@ from dmic_core.defaults import DEFAULT_AGENTS, EVALUATION_LAMBDAS, EVALUATION_QP
 from dmic_core.evaluation.offsets import OFFSET_KEYS, offset_summary
 from dmic_core.methods.base import PointSpec
 from dmic_core.methods.registry import ANCHOR
-from dmic_core.protocol.methods import (GOP8, ORACLE, ORACLE_BG, ORACLE_EXTENDED, ORACLE_EXTENDED_BG, ORACLE_FG,
-                                       PROTOCOL_DECIDERS, TWO_LEVEL, TWO_LEVEL_EXT)
+from dmic_core.protocol.methods import (GOP8, ON_LABEL, ORACLE, ORACLE_BG, ORACLE_EXTENDED, ORACLE_EXTENDED_BG,
+                                       ORACLE_FG, PROTOCOL_DECIDERS, TWO_LEVEL, TWO_LEVEL_EXT)
 from dmic_core.protocol.volumes import EvaluationVolume
 from dmic_core.runs import PointJob, PointLog, run_points
 
@@ -40,7 +40,6 @@ AGENTS = "dmic"
 #: labelled volumes; curve ``<agents curve>`` + :data:`ON_LABEL`): what a perfect vessel model would
 #: give the shipped agents. Like the oracles, it needs the label, so it is a bound, not a method.
 AGENTS_ON_LABEL = "dmic_on_label"
-ON_LABEL = " on label"
 ALL_METHODS: tuple[str, ...] = (*QP_METHODS, *QP_I_METHODS, AGENTS, AGENTS_ON_LABEL, ORACLE, ORACLE_EXTENDED)
 
 
