@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout to run (default: this one)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dmic-bench-compress")
     parser.add_argument("--segmenter", default="builtin",
-                        help="compress runs only: builtin (float32, the default) or builtin-bf16 (opt-in, results differ)")
+                        help="compress runs only: builtin (float32, the default), builtin-bf16 or builtin-lite (opt-in, results differ)")
     parser.add_argument("--tag", default="after")
     parser.add_argument("--out", type=Path, default=RESULTS / "compress_volume.json")
     parser.add_argument("--_job", nargs=2, help=argparse.SUPPRESS)

@@ -12,6 +12,9 @@ refuses evaluation and test seeds, so whatever it chooses can later be reported 
   under 1% of the CTUs that hold label.
 * ``components:N``: drop the mask's 3-D connected components of fewer than ``N`` voxels: the false
   positives are mostly small isolated blobs, the coronary tree a few large components.
+* ``model:PATH``: the mask of another segmenter's weights file (``dmic segment-train`` output) as the
+  protected region, while the protocol's scorer stays the shipped model: whether another vessel
+  model's CTU mask is the better region, with the diagnosis task unchanged.
 
 Usage::
 
@@ -38,20 +41,26 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse_rule(text: str) -> tuple[str, float]:
-    """``gate:0.9`` (keep CTUs whose peak vessel probability reaches 0.9) or ``components:50``
-    (drop 3-D connected components under 50 voxels)."""
+def parse_rule(text: str) -> tuple[str, float | str]:
+    """``gate:0.9`` (keep CTUs whose peak vessel probability reaches 0.9), ``components:50``
+    (drop 3-D connected components under 50 voxels) or ``model:PATH`` (another weights file's mask)."""
     kind, _, value = text.partition(":")
-    if kind not in ("gate", "components") or not value:
-        raise SystemExit(f"--roi wants gate:P or components:N, got {text!r}")
+    if kind not in ("gate", "components", "model") or not value:
+        raise SystemExit(f"--roi wants gate:P, components:N or model:PATH, got {text!r}")
+    if kind == "model":
+        if not Path(value).is_file():
+            raise SystemExit(f"--roi model:{value}: no such weights file")
+        return kind, value
     return kind, float(value)
 
 
-def rule_tag(kind: str, value: float) -> str:
+def rule_tag(kind: str, value: float | str) -> str:
+    if kind == "model":
+        return f"m-{Path(str(value)).stem}"
     return f"{'gate' if kind == 'gate' else 'cc'}{value:g}"
 
 
-def filtered_roi(image: str, kind: str, value: float, out: Path) -> Path:
+def filtered_roi(image: str, kind: str, value: float | str, out: Path) -> Path:
     """Write the segmenter's mask of ``image`` after one rule (:func:`parse_rule`)."""
     from dmic_core.io import load_volume
     from dmic_core.io.writers import save_nifti
@@ -61,6 +70,10 @@ def filtered_roi(image: str, kind: str, value: float, out: Path) -> Path:
     if out.is_file():
         return out
     volume = load_volume(image)
+    if kind == "model":  # another model's own mask, at its own threshold
+        mask = load_segmenter(str(value)).segment(volume)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return save_nifti(volume, mask, out)
     seg = load_segmenter("builtin")
     if kind == "gate":
         mask = gate_ctus_by_confidence(seg.segment(volume), seg.probabilities(volume), value)
@@ -80,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                              "never choose a rule from this mode's output")
     parser.add_argument("--roi", action="append", default=None, metavar="RULE",
                         help="a rule applied to the segmenter's mask, repeatable: gate:P (keep CTUs whose peak "
-                             "vessel probability reaches P) or components:N (drop 3-D components under N voxels); "
-                             "default gate:0.9")
+                             "vessel probability reaches P), components:N (drop 3-D components under N voxels) or "
+                             "model:PATH (another segmenter weights file's mask; the scorer stays the shipped "
+                             "model); default gate:0.9")
     parser.add_argument("--methods", default="two_level_ext,dmic", help="protocol methods to run on both masks")
     parser.add_argument("--agents", default="assets/agents_dmic.pt", help="checkpoint of the dmic curve")
     parser.add_argument("--work", type=Path, default=Path("work_dirs/roi_gate"))
@@ -142,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({
         "command": "python bench/roi_gate.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "volumes_role": "evaluation" if args.evaluation else "validation",
-        "volumes": [v.as_dict() for v in plain], "rules": [f"{k}:{v:g}" for k, v in rules],
+        "volumes": [v.as_dict() for v in plain], "rules": [f"{k}:{v}" if k == "model" else f"{k}:{v:g}" for k, v in rules],
         "seconds": round(time.perf_counter() - start, 1),
         "per_volume": json.loads(per_volume.to_json(orient="records")),
         "summary": json.loads(summary.to_json(orient="records")),

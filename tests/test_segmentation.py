@@ -145,6 +145,49 @@ def test_batch_size_and_allocator_do_not_change_the_mask(phantom_slab):
 
 
 @needs_weights
+@pytest.mark.skipif(not (ASSETS / "segmenter_lite.pt").is_file(), reason="shipped lite segmenter weights missing")
+def test_lite_segmenter_is_its_own_model_and_accurate_on_a_held_out_phantom(phantom_slab):
+    """``builtin-lite`` (issue 17) is another model, not a speed setting of the default: its own
+    weights, a name of its own in every log and cache key, a quarter of the default's work per frame,
+    and a usable mask of the held-out phantom. On this 16-frame slab it scores Dice 0.80 against the
+    default's 0.90 (it under-segments here; over the 10 held-out test volumes the two are equal, model
+    card), hence a lower bar than the default's test."""
+    from dmic_core.metrics.task import segmentation_scores
+    from dmic_core.segmentation.builtin import load_weights
+
+    volume, label = phantom_slab
+    default, lite = load_segmenter("builtin"), load_segmenter("builtin-lite")
+    assert (default.name, lite.name) == ("builtin-unet", "builtin-unet-lite")
+    assert lite.weights_path.name == "segmenter_lite.pt"
+    macs = {}
+    for name in ("segmenter_unet.pt", "segmenter_lite.pt"):
+        net, _ = load_weights(ASSETS / name)
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            net(torch.zeros(1, net.in_slices, 256, 256))
+        macs[name] = counter.get_total_flops()
+    assert macs["segmenter_lite.pt"] <= 0.3 * macs["segmenter_unet.pt"]
+    lite_mask = lite.segment(volume)
+    assert not np.array_equal(lite_mask, default.segment(volume))  # another model, not the default again
+    assert segmentation_scores(lite_mask, label)["dice"] >= 0.75
+
+
+def test_other_weights_never_pass_for_the_shipped_model(tmp_path):
+    """Weights loaded from any other file are named after it (results and caches keyed by the name
+    never mix them with the shipped model's); an explicit name wins; the default keeps its name."""
+    from dmic_core.segmentation.builtin import UNetSegmenter, save_weights
+
+    path = tmp_path / "mine.pt"
+    save_weights(UNet25D(3, (4, 8), 2), path)
+    assert load_segmenter(str(path)).name == "unet:mine.pt"
+    assert UNetSegmenter(path, name="candidate").name == "candidate"
+    assert UNetSegmenter(UNet25D(3, (4, 8), 2)).name == "unet"
+    if WEIGHTS.is_file():
+        assert UNetSegmenter().name == UNetSegmenter(WEIGHTS).name == "builtin-unet"
+
+
+@needs_weights
 def test_bfloat16_segmenter_is_close_to_float32_and_says_it_differs(phantom_slab):
     """``builtin-bf16`` is a speed option (issue 17), not a new model: its mask agrees with the
     float32 mask almost everywhere and scores the same against the label, and its name differs,

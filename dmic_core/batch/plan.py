@@ -77,10 +77,10 @@ def _check_assets(config: BatchConfig) -> None:
     from dmic_core.assets import asset_path
 
     try:
-        if config.segmenter == "builtin":
-            from dmic_core.segmentation.builtin import WEIGHTS_NAME
+        from dmic_core.segmentation.config import NAMED_WEIGHTS
 
-            asset_path(WEIGHTS_NAME)
+        if config.segmenter in NAMED_WEIGHTS:
+            asset_path(NAMED_WEIGHTS[config.segmenter])
         if "dmic" in config.methods:
             if config.agents:
                 if not Path(config.agents).is_file():

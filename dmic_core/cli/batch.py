@@ -13,6 +13,7 @@ from dmic_core.cli.common import CODEC_CHOICES, print_json
 from dmic_core.errors import DmicInputError
 from dmic_core.defaults import BIT_DEPTHS, LAMBDA_GRID, QP_GRID, default_window
 from dmic_core.methods import METHOD_NAMES
+from dmic_core.segmentation.config import NAMED_WEIGHTS
 
 
 def _floats(text: str) -> list[float]:
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
                         help="local worker processes (default) or Ray")
     parser.add_argument("--address", default=None,
                         help="Ray cluster address (e.g. ray://head:10001); default: a private local runtime")
-    parser.add_argument("--segmenter", default="builtin", choices=["builtin", "builtin-bf16", "gt"],
+    parser.add_argument("--segmenter", default="builtin", choices=[*NAMED_WEIGHTS, "gt"],
                         help="scores decoded volumes: the shipped U-Net, or the label itself (upper bound)")
     parser.add_argument("--slices", default=None, metavar="A:B", help="frames kept of every volume")
     parser.add_argument("--workers", type=int, default=None,

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--qp", type=float, default=27, help="base QP / QP_I for non-DMIC methods")
     parser.add_argument("--label", help="ground-truth label: accuracy is measured against it")
     parser.add_argument("--mask", help="region to protect instead of the model's segmentation of the input")
-    parser.add_argument("--segmenter", default="builtin", help="builtin, builtin-bf16 (about 1.5x faster U-Net, masks not bit-identical), gt (needs --label) or a TorchScript .pt")
+    parser.add_argument("--segmenter", default="builtin", help="builtin, builtin-bf16 (about 1.5x faster U-Net, masks not bit-identical), builtin-lite (the lighter model: "
+                             "about 3x faster U-Net, its own results; assets/segmenter_lite.md), gt (needs --label) or a TorchScript .pt")
     parser.add_argument("--agents", default=None, help="agent checkpoint (default: the shipped one)")
     parser.add_argument("--slices", default=None, metavar="A:B")
     add_task_coding_arguments(parser)

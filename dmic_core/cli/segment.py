@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="mask to write (.nii or .nii.gz), uint8 0/1")
     parser.add_argument("--model", default="builtin",
                         help="builtin (shipped U-Net), builtin-bf16 (the same in bfloat16: faster, not bit-identical), "
-                             "gt (needs --label), or a TorchScript/weights .pt")
+                             "builtin-lite (the lighter shipped U-Net), gt (needs --label), or a TorchScript/weights .pt")
     parser.add_argument("--label", help="reference label on the input's grid: scores are reported")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")

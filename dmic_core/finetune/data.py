@@ -116,10 +116,10 @@ def file_fingerprint(path: str | Path, full: bool = False) -> str:
 
 def segmenter_fingerprint(name: str) -> str:
     """Identity of a segmenter for cache keys: the built-in model's weights hash, else the name."""
-    if name in ("builtin", "builtin-bf16"):
-        from dmic_core.segmentation.builtin import default_weights_path
+    from dmic_core.segmentation.config import NAMED_WEIGHTS, named_weights_path
 
-        return name + "-" + file_fingerprint(default_weights_path(), full=True)
+    if name in NAMED_WEIGHTS:
+        return name + "-" + file_fingerprint(named_weights_path(name), full=True)
     if Path(name).is_file():
         return "file-" + file_fingerprint(name, full=True)
     return name

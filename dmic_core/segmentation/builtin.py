@@ -1,6 +1,7 @@
-"""The shipped coronary-artery segmenter: :class:`~dmic_core.segmentation.unet.UNet25D` weights
-trained on this project's synthetic CCTA phantoms (``assets/segmenter_unet.pt``, model card
-``assets/segmenter_unet.md``).
+"""The shipped coronary-artery segmenters: :class:`~dmic_core.segmentation.unet.UNet25D` weights
+trained on this project's synthetic CCTA phantoms and real CT texture: the default
+(``assets/segmenter_unet.pt``, model card ``assets/segmenter_unet.md``) and an opt-in lighter one
+with a quarter of its multiply-adds (``assets/segmenter_lite.pt``, ``assets/segmenter_lite.md``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import torch
 from dmic_core.errors import DmicInputError
 from dmic_core.segmentation._inference import collect, run_volume, torch_threads
 from dmic_core.segmentation.base import DEFAULT_THRESHOLD, Segmenter, as_hu_array
-from dmic_core.segmentation.config import TRAIN_SLICE_MM
+from dmic_core.segmentation.config import (LITE_WEIGHTS_NAME, NAMED_WEIGHTS, TRAIN_SLICE_MM,  # noqa: F401 - re-exported
+                                           WEIGHTS_NAME, named_weights_path)
 from dmic_core.segmentation.unet import HU_WINDOW, UNet25D, fuse_conv_bn, normalize_hu
 from dmic_core.volume import Volume
 
-#: File name of the shipped weights under ``assets/``.
-WEIGHTS_NAME = "segmenter_unet.pt"
 #: Checkpoint format written by :func:`save_weights` and training.
 FORMAT = "dmic-segmenter-unet/1"
 #: Arithmetic of the forward pass: ``"float32"`` (default; every recorded result) or ``"bfloat16"``
@@ -42,9 +42,7 @@ def cpu_has_native_bf16() -> bool:
 
 def default_weights_path() -> Path:
     """``assets/segmenter_unet.pt`` (raises ``FileNotFoundError`` with the reproduce hint)."""
-    from dmic_core.assets import asset_path
-
-    return asset_path(WEIGHTS_NAME)
+    return named_weights_path("builtin")
 
 
 def save_weights(net: UNet25D, path: str | Path, meta: dict[str, Any] | None = None) -> None:
@@ -81,6 +79,13 @@ def load_weights(path: str | Path) -> tuple[UNet25D, dict[str, Any]]:
     return net.eval(), meta
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 class UNetSegmenter(Segmenter):
     """The built-in 2.5-D U-Net segmenter.
 
@@ -100,13 +105,17 @@ class UNetSegmenter(Segmenter):
         precision: one of :data:`PRECISIONS`. ``"bfloat16"`` trades exact float32 masks for
             speed (the whole-volume job's two U-Net passes are most of its time, issue 17); it
             needs native bf16 (:func:`cpu_has_native_bf16`).
+        name: the name logged with every result and used in cache keys. Default: ``builtin-unet``
+            for the shipped default weights, ``unet:<file name>`` for any other weights file (so
+            that results of other weights never pass for the shipped model's), ``unet`` for a
+            network object.
     """
 
     name = "builtin-unet"
 
     def __init__(self, weights: str | Path | UNet25D | None = None, *, batch_size: int = 2,
                  threads: int | None = None, resample: str | bool = "auto",
-                 threshold: float = DEFAULT_THRESHOLD, precision: str = "float32") -> None:
+                 threshold: float = DEFAULT_THRESHOLD, precision: str = "float32", name: str | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "bfloat16" and not cpu_has_native_bf16():
@@ -121,9 +130,13 @@ class UNetSegmenter(Segmenter):
         if isinstance(weights, UNet25D):
             net, self.meta = copy.deepcopy(weights), {}
             self.weights_path: Path | None = None
+            default_name = "unet"
         else:
             self.weights_path = Path(weights) if weights is not None else default_weights_path()
             net, self.meta = load_weights(self.weights_path)
+            default_name = (UNetSegmenter.name if weights is None or _same_file(self.weights_path, default_weights_path())
+                            else f"unet:{self.weights_path.name}")
+        self.name = name or default_name
         self.in_slices = net.in_slices
         self.size_multiple = net.size_multiple
         self.net = fuse_conv_bn(net.eval()).to(memory_format=torch.channels_last)
@@ -135,7 +148,7 @@ class UNetSegmenter(Segmenter):
         self.threshold = float(threshold)
         self.precision = precision
         if precision != "float32":  # results differ from the float32 model's: say so wherever the name is logged
-            self.name = f"{UNetSegmenter.name}-bf16"
+            self.name = f"{self.name}-bf16"
         self.train_spacing = self.meta.get("spacing_mm")
         self.train_slice_mm = float(self.meta.get("slice_mm", TRAIN_SLICE_MM))
 

@@ -16,6 +16,24 @@ TRAIN_SEEDS = seed_range("segmenter-train").seeds
 VAL_SEEDS = seed_range("segmenter-val").seeds
 TEST_SEEDS = seed_range("segmenter-test").seeds
 
+#: File name of the shipped weights under ``assets/`` (the default segmenter).
+WEIGHTS_NAME = "segmenter_unet.pt"
+#: File name of the opt-in lighter segmenter's weights (issue 17: a quarter of the multiply-adds).
+LITE_WEIGHTS_NAME = "segmenter_lite.pt"
+#: Shipped weights of each named built-in segmenter (registry name -> file under ``assets/``): the
+#: one place the registry, the CLI, cache keys and pre-flight checks look a named model's file up.
+NAMED_WEIGHTS: dict[str, str] = {"builtin": WEIGHTS_NAME, "builtin-bf16": WEIGHTS_NAME,
+                                 "builtin-lite": LITE_WEIGHTS_NAME}
+
+
+def named_weights_path(name: str) -> Path:
+    """The shipped weights file of a named built-in segmenter (:data:`NAMED_WEIGHTS`); raises
+    ``FileNotFoundError`` with the reproduce hint when it is missing."""
+    from dmic_core.assets import asset_path
+
+    return asset_path(NAMED_WEIGHTS[name])
+
+
 #: Slice spacing (mm) of the training volumes (phantoms: 0.5 mm frames); inputs are resampled to it.
 TRAIN_SLICE_MM = 0.5
 
