@@ -43,6 +43,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     # imported here, not at the top: every dmic command builds every parser (start-up, issue 17);
     # the start-up stage runs from the process's start to the end of these imports
+    from concurrent.futures import ThreadPoolExecutor
+
     from dmic_core.evaluation import Case, make_reference
     from dmic_core.io import load_label, load_volume
     from dmic_core.methods import PointSpec
@@ -53,17 +55,21 @@ def run(args) -> int:
 
     seconds = {"startup": process_seconds()}
     mark = time.perf_counter()
-    volume = load_volume(args.input)
-    label = load_label(args.label, like=volume) if args.label else None
-    roi = load_label(args.mask, like=volume) if args.mask else None
-    start, stop = parse_slices(args.slices, volume.n_frames, args.input)
-    if (start, stop) != (0, volume.n_frames):
-        volume = volume.slab(start, stop)
-        label = None if label is None else label[start:stop]
-        roi = None if roi is None else roi[start:stop]
-    seconds["read"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    segmenter = load_segmenter("gt", label=label) if args.segmenter == "gt" else load_segmenter(args.segmenter)
+    with ThreadPoolExecutor(1, thread_name_prefix="model-loader") as pool:
+        # the model (torch's import, about 1 s, and the weights) loads on the second core while the
+        # files are read; "gt" needs the label, so it is built after
+        model = None if args.segmenter == "gt" else pool.submit(load_segmenter, args.segmenter)
+        volume = load_volume(args.input)  # on bad input the error is raised once the loader is done
+        label = load_label(args.label, like=volume) if args.label else None
+        roi = load_label(args.mask, like=volume) if args.mask else None
+        start, stop = parse_slices(args.slices, volume.n_frames, args.input)
+        if (start, stop) != (0, volume.n_frames):
+            volume = volume.slab(start, stop)
+            label = None if label is None else label[start:stop]
+            roi = None if roi is None else roi[start:stop]
+        seconds["read"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        segmenter = load_segmenter("gt", label=label) if model is None else model.result()
     # the original is segmented once: the agents' mask (unless --mask) and the accuracy reference
     reference = make_reference(segmenter, volume, label)
     if roi is not None:

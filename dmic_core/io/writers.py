@@ -15,12 +15,15 @@ from typing import Callable
 
 import nibabel as nib
 import numpy as np
+from isal import igzip as isal_gzip
 
 from dmic_core.io.orientation import from_canonical
 from dmic_core.volume import Volume
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: Deflate level of written .nii.gz files: nibabel's own default (1, fast), done by ISA-L.
+GZIP_LEVEL = 1
 _ITK_SUFFIXES = (".nrrd", ".mha")
 
 
@@ -42,8 +45,17 @@ def save_nifti(volume: Volume, array_zyx: np.ndarray, path: str | Path) -> Path:
     scode = int(volume.meta.get("sform_code") or 1)
     img.set_sform(volume.affine, code=scode)
     img.set_qform(volume.affine, code=qcode)
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    return _atomic_write(path, suffix, lambda tmp: nib.save(img, str(tmp)))
+    if path.name.lower().endswith(".nii.gz"):
+        return _atomic_write(path, ".nii.gz", lambda tmp: _save_gzipped_nifti(img, tmp))
+    return _atomic_write(path, ".nii", lambda tmp: nib.save(img, str(tmp)))
+
+
+def _save_gzipped_nifti(img: nib.Nifti1Image, path: Path) -> None:
+    """nibabel writes the NIfTI bytes, ISA-L deflates them: a standard gzip file, about 4x faster
+    than zlib at the same level (a 275-frame reconstruction: 0.5 s instead of 2 s of deflate, issue
+    17), the mirror of the reader's ISA-L inflate. ``mtime=0``: the same voxels give the same bytes."""
+    with isal_gzip.IGzipFile(str(path), "wb", compresslevel=GZIP_LEVEL, mtime=0) as handle:
+        img.to_stream(handle)
 
 
 def save_image(volume: Volume, array_zyx: np.ndarray, path: str | Path) -> Path:
