@@ -141,15 +141,16 @@ def codec_probe() -> dict[str, str | None]:
 
 @st.cache_resource(show_spinner=False)
 def segmenter_probe() -> dict[str, str | None]:
-    """Which segmenters can run: the built-in model needs its shipped weights."""
-    out: dict[str, str | None] = {}  # the model first: it is what a clinician's accuracy means
-    try:
-        from dmic_core.segmentation.builtin import default_weights_path
+    """Which segmenters can run: the built-in models need their shipped weights."""
+    from dmic_core.segmentation.config import named_weights_path
 
-        default_weights_path()
-        out["builtin"] = None
-    except Exception as exc:  # noqa: BLE001 - any reason makes it unavailable
-        out["builtin"] = " ".join(str(exc).split())[:160]
+    out: dict[str, str | None] = {}  # the model first: it is what a clinician's accuracy means
+    for name in ("builtin", "builtin-lite"):
+        try:
+            named_weights_path(name)
+            out[name] = None
+        except Exception as exc:  # noqa: BLE001 - any reason makes it unavailable
+            out[name] = " ".join(str(exc).split())[:160]
     out["gt"] = None  # the label scoring itself: a rate-only check, explained where it is offered
     return out
 

@@ -18,6 +18,7 @@ from pages._common import (codec_probe, fmt_seconds, init_state, load_volume_cac
 
 K = "cmp_"
 SEGMENTER_NAMES = {"builtin": "builtin (coronary U-Net)",
+                   "builtin-lite": "builtin-lite (lighter U-Net: about 3x faster, its own results)",
                    "gt": "gt (label only: no accuracy, rate/HU check)"}
 
 
@@ -77,7 +78,9 @@ def settings(current: dict) -> None:
                                  format_func=SEGMENTER_NAMES.get,
                                  help="builtin: the shipped coronary U-Net segments each decoded volume; it is "
                                       "scored against your uploaded label, or without one against its own "
-                                      "segmentation of the original. gt: no model, the uploaded label stands in "
+                                      "segmentation of the original. builtin-lite: a lighter U-Net with a quarter of the "
+                                      "work and the same Dice on held-out phantoms; its results are its own "
+                                      "(assets/segmenter_lite.md). gt: no model, the uploaded label stands in "
                                       "for the segmentation, so accuracy is 1.0 at every rate by construction: "
                                       "a quick rate/HU-error check, not an accuracy.")
         c7, c8 = st.columns(2)

@@ -137,8 +137,10 @@ def test_compress_page_lists_jobs_and_starts_one(workspace, monkeypatch):
     assert any("hevc, ratecontrol on tiny" in e.label for e in at.expander)
     at.multiselect(key="cmp_methods").set_value(["hevc"])
     at.multiselect(key="cmp_qps").set_value([42])
-    assert at.selectbox(key="cmp_segmenter").options[0].startswith("builtin")
-    assert "no accuracy" in at.selectbox(key="cmp_segmenter").options[1]  # gt: explained, not offered as a score
+    options = at.selectbox(key="cmp_segmenter").options
+    assert options[0].startswith("builtin (")  # the default model first
+    assert any(o.startswith("builtin-lite") for o in options)  # the lighter model is offered, named as its own
+    assert "no accuracy" in options[-1]  # gt: explained, not offered as a score
     at.selectbox(key="cmp_segmenter").set_value("gt")
     at.button[0].click().run()  # form submit
     assert not at.exception, at.exception
