@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no agents at {path}: {method} left out", file=sys.stderr)
             methods.remove(method)
     vols = volumes([v for v in args.volumes.split(",") if v], args.work)
-    seg_path = ROOT / "assets" / "segmenter_unet.pt"
+    from dmic_core.segmentation.config import WEIGHTS_NAME
+
+    seg_path = ROOT / "assets" / WEIGHTS_NAME
     meta_common = {"coding": {"codec": TASK_CODING.codec, "bit_depth": TASK_CODING.bit_depth,
                               "preset": TASK_CODING.preset or "x265 default"},
                    "segmenter": {"name": "builtin", "sha256_16": _sha(seg_path) if seg_path.is_file() else None},

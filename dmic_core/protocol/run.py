@@ -119,8 +119,9 @@ def fingerprint(plan: "ProtocolPlan") -> str:
     from dmic_core.assets import ASSETS_DIR, sha256
     from dmic_core.codecs.x265 import x265_info
     from dmic_core.pipeline import TASK_CODING
+    from dmic_core.segmentation.config import WEIGHTS_NAME
 
-    facts = {"segmenter": sha256(ASSETS_DIR / "segmenter_unet.pt"), "coding": repr(TASK_CODING),
+    facts = {"segmenter": sha256(ASSETS_DIR / WEIGHTS_NAME), "coding": repr(TASK_CODING),
              "x265": x265_info().get("version"), "volumes": [v.as_dict()["slices"] for v in plan.volumes]}
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
