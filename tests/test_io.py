@@ -100,6 +100,22 @@ def test_nifti_write_back_is_identical(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["recon.nii.gz"]  # no temp files left
 
 
+def test_gzipped_nifti_is_standard_gzip_with_the_same_bytes_as_plain_nifti(tmp_path):
+    """.nii.gz outputs are deflated by ISA-L (issue 17): any gzip reader must inflate them to exactly
+    the bytes nibabel writes for the plain .nii, and the same voxels give the same file."""
+    import gzip
+
+    data = np.random.default_rng(0).integers(-1024, 3071, size=(48, 40, 5), dtype=np.int16)
+    nib.save(nib.Nifti1Image(data, np.diag([0.4, 0.4, 0.5, 1.0])), tmp_path / "in.nii")
+    vol = load_volume(tmp_path / "in.nii")
+    hu = vol.hu
+    gz, plain = save_nifti(vol, hu, tmp_path / "a.nii.gz"), save_nifti(vol, hu, tmp_path / "a.nii")
+    assert gz.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(gz.read_bytes()) == plain.read_bytes()
+    assert save_nifti(vol, hu, tmp_path / "b.nii.gz").read_bytes() == gz.read_bytes()
+    assert np.array_equal(load_volume(gz).hu, hu)
+
+
 @needs_data
 @pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("P", "I", "R"), ("S", "L", "A")])
 def test_reoriented_nifti_loads_the_same_and_writes_back_on_its_grid(tmp_path, axcodes):
