@@ -123,6 +123,22 @@ def test_extended_oracle_curve_includes_the_paper_oracle_points():
     assert with_extended_oracle(rows[rows.curve != "oracle_extended"]).equals(rows[rows.curve != "oracle_extended"])
 
 
+def test_a_plan_s_segmenter_scores_every_point_and_keys_its_own_log(tiny):
+    """Another diagnosis model (``--segmenter builtin-lite``) runs every job with that model and writes
+    a log of its own; the default model's fingerprint keeps its old key; unknown names are refused."""
+    from dataclasses import replace
+
+    from dmic_core.protocol.run import fingerprint
+
+    plan, _, _ = tiny
+    lite = replace(plan, segmenter="builtin-lite")
+    assert {j.case.segmenter for j in lite.jobs()} == {"builtin-lite"}
+    assert {j.case.segmenter for j in plan.jobs()} == {"builtin"}
+    assert fingerprint(lite) != fingerprint(plan)
+    with pytest.raises(ValueError, match="segmenter"):
+        replace(plan, segmenter="mystery")
+
+
 def test_two_level_s_label_twin_is_the_oracle_s_points_of_its_pair_only():
     """The like-for-like bound: the oracle's rows of two_level's pair (fg 0, bg +8) and no other, as
     many points as a method's curve; its share is reported like the oracle's."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dmic_core.cli.common import print_json
 from dmic_core.datasets.seeds import EVALUATION_SEEDS, parse_seeds
+from dmic_core.segmentation.config import NAMED_WEIGHTS
 
 
 def register(subparsers) -> None:
@@ -31,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m], default=None,
                    help="comma list of methods to run (default all: anchors, rules, the agents' curves "
                         "as 'dmic', the oracle); the report always covers every method in the log")
+    p.add_argument("--segmenter", default="builtin", choices=list(NAMED_WEIGHTS),
+                   help="the diagnosis model: it finds the protected region and scores every decode "
+                        "(default: the shipped default model); another one has a point log of its own")
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
     p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
     p.set_defaults(func=run)
@@ -57,7 +61,7 @@ def run(args) -> int:
     volumes = evaluation_volumes(args.work / "volumes", args.seeds, real_ct=not args.no_real_ct)
     try:
         plan = ProtocolPlan(volumes, agents, oracle_volumes=args.oracle_volumes,
-                            methods=tuple(args.methods or ALL_METHODS))
+                            methods=tuple(args.methods or ALL_METHODS), segmenter=args.segmenter)
     except ValueError as exc:
         raise DmicInputError(str(exc)) from None
     if args.report_only:

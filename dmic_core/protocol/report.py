@@ -13,6 +13,7 @@ from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
 from dmic_core.protocol.methods import ON_LABEL, ORACLE, ORACLE_EXTENDED, TWO_LEVEL_BG, TWO_LEVEL_ON_LABEL
 from dmic_core.protocol.run import QP_I_METHODS, QP_METHODS, ProtocolPlan
 from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
+from dmic_core.segmentation.config import NAMED_WEIGHTS
 
 
 def _point_hours(points: pd.DataFrame) -> float:
@@ -67,7 +68,8 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         "the envelope of all its pairs' points, and an envelope over more points of one method sits higher "
         "for no other reason (`bench/envelope_bonus.py`); the like-for-like bound, its share computed as "
         "the oracle's.", "",
-        "Agents: " + ", ".join(f"`{k}` = `{repo_relative(v)}`" for k, v in plan.agents.items()) + ".", "", "",
+        "Agents: " + ", ".join(f"`{k}` = `{repo_relative(v)}`" for k, v in plan.agents.items()) + ".", "",
+        f"Diagnosis model (region and scores): `{plan.segmenter}` (`assets/{NAMED_WEIGHTS[plan.segmenter]}`).", "", "",
     ]
     paths = {"markdown": out / "evaluation.md", "html": out / "evaluation.html", "json": out / "summary.json",
              "points": out / "points.csv"}
@@ -78,7 +80,7 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         "command": command, "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1), "points": len(points),
         "point_hours": round(_point_hours(points), 3),
         "volumes": [v.as_dict() for v in plan.volumes], "agents": {k: repo_relative(v) for k, v in plan.agents.items()},
-        "qps": list(plan.qps), "qp_is": list(plan.qp_is), "lambdas": list(plan.lambdas),
+        "segmenter": plan.segmenter, "qps": list(plan.qps), "qp_is": list(plan.qp_is), "lambdas": list(plan.lambdas),
         "min_overlap": MIN_BD_OVERLAP,
         "per_volume": json.loads(per_volume.to_json(orient="records")),
         "summary": json.loads(summary.to_json(orient="records")),

@@ -72,11 +72,22 @@ class ProtocolPlan:
     #: labelled volumes (in order) the oracles run on; None: all of them
     oracle_volumes: int | None = None
     methods: Sequence[str] = ALL_METHODS
+    #: the diagnosis model: it finds the region the methods protect and scores every decode (a named
+    #: built-in segmenter; its weights key the point log, :func:`fingerprint`)
+    segmenter: str = "builtin"
 
     def __post_init__(self) -> None:
+        from dmic_core.segmentation.config import NAMED_WEIGHTS
+
         unknown = sorted(set(self.methods) - set(ALL_METHODS))
         if unknown:
             raise ValueError(f"unknown protocol methods {unknown}; known: {', '.join(ALL_METHODS)}")
+        if self.segmenter not in NAMED_WEIGHTS:
+            raise ValueError(f"unknown protocol segmenter {self.segmenter!r}; known: {', '.join(NAMED_WEIGHTS)}")
+
+    def case_of(self, volume: EvaluationVolume):
+        """The runner's case of ``volume`` under this plan's segmenter."""
+        return replace(volume.case_spec(), segmenter=self.segmenter)
 
     def jobs(self) -> list[PointJob]:
         """Every point of the plan, volume by volume (``dmic`` and ``oracle`` in :attr:`methods`
@@ -86,7 +97,7 @@ class ProtocolPlan:
         oracle_names = {v.name for v in labelled[: self.oracle_volumes]}  # [:None] is every one
         default = self.agents.get(DEFAULT_AGENTS_CURVE) if AGENTS_ON_LABEL in self.methods else None
         for vol in self.volumes:
-            case = vol.case_spec()
+            case = self.case_of(vol)
             for method in self.methods:
                 if method not in QP_METHODS + QP_I_METHODS:
                     continue
@@ -110,19 +121,22 @@ class ProtocolPlan:
 
 
 def fingerprint(plan: "ProtocolPlan") -> str:
-    """What makes a point comparable to another: the segmenter's weights, the coding setup and the
-    x265 build. Points live under ``WORK/<fingerprint>/``, so a retrained segmenter or another
-    encoder starts a fresh log instead of mixing old and new numbers."""
+    """What makes a point comparable to another: the segmenter (its weights, and its name unless it
+    is the default), the coding setup and the x265 build. Points live under ``WORK/<fingerprint>/``,
+    so a retrained or another segmenter or another encoder starts a fresh log instead of mixing old
+    and new numbers."""
     import hashlib
     import json
 
     from dmic_core.assets import ASSETS_DIR, sha256
     from dmic_core.codecs.x265 import x265_info
     from dmic_core.pipeline import TASK_CODING
-    from dmic_core.segmentation.config import WEIGHTS_NAME
+    from dmic_core.segmentation.config import NAMED_WEIGHTS
 
-    facts = {"segmenter": sha256(ASSETS_DIR / WEIGHTS_NAME), "coding": repr(TASK_CODING),
+    facts = {"segmenter": sha256(ASSETS_DIR / NAMED_WEIGHTS[plan.segmenter]), "coding": repr(TASK_CODING),
              "x265": x265_info().get("version"), "volumes": [v.as_dict()["slices"] for v in plan.volumes]}
+    if plan.segmenter != "builtin":  # the default's logs keep the key they always had
+        facts["segmenter_name"] = plan.segmenter
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -181,7 +195,7 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
         if row["curve"] == ANCHOR:
             spec = next((v for v in plan.volumes if v.name == row["volume"]), None)
             if spec is not None:
-                known[(spec.case_spec(), float(row["setting"]))] = int(row["bits"])
+                known[(plan.case_of(spec), float(row["setting"]))] = int(row["bits"])
     log(f"[evaluate] {len(todo)} points to run, {len(points)} done")
     start = time.perf_counter()
 
