@@ -70,12 +70,10 @@ def filtered_roi(image: str, kind: str, value: float | str, out: Path) -> Path:
     if out.is_file():
         return out
     volume = load_volume(image)
+    seg = load_segmenter(str(value) if kind == "model" else "builtin")
     if kind == "model":  # another model's own mask, at its own threshold
-        mask = load_segmenter(str(value)).segment(volume)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return save_nifti(volume, mask, out)
-    seg = load_segmenter("builtin")
-    if kind == "gate":
+        mask = seg.segment(volume)
+    elif kind == "gate":
         mask = gate_ctus_by_confidence(seg.segment(volume), seg.probabilities(volume), value)
     else:
         mask = drop_small_components(seg.segment(volume), int(value))

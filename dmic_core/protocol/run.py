@@ -87,7 +87,7 @@ class ProtocolPlan:
 
     def case_of(self, volume: EvaluationVolume):
         """The runner's case of ``volume`` under this plan's segmenter."""
-        return replace(volume.case_spec(), segmenter=self.segmenter)
+        return volume.case_spec(self.segmenter)
 
     def jobs(self) -> list[PointJob]:
         """Every point of the plan, volume by volume (``dmic`` and ``oracle`` in :attr:`methods`
@@ -128,12 +128,12 @@ def fingerprint(plan: "ProtocolPlan") -> str:
     import hashlib
     import json
 
-    from dmic_core.assets import ASSETS_DIR, sha256
+    from dmic_core.assets import sha256
     from dmic_core.codecs.x265 import x265_info
     from dmic_core.pipeline import TASK_CODING
-    from dmic_core.segmentation.config import NAMED_WEIGHTS
+    from dmic_core.segmentation.config import named_weights_path
 
-    facts = {"segmenter": sha256(ASSETS_DIR / NAMED_WEIGHTS[plan.segmenter]), "coding": repr(TASK_CODING),
+    facts = {"segmenter": sha256(named_weights_path(plan.segmenter)), "coding": repr(TASK_CODING),
              "x265": x265_info().get("version"), "volumes": [v.as_dict()["slices"] for v in plan.volumes]}
     if plan.segmenter != "builtin":  # the default's logs keep the key they always had
         facts["segmenter_name"] = plan.segmenter

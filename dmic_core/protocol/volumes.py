@@ -46,11 +46,11 @@ class EvaluationVolume:
     #: protect (e.g. a post-processed mask under study); None: the segmenter's own
     roi: str | None = None
 
-    def case_spec(self) -> "CaseSpec":
-        """The runner's case of this volume (always the built-in segmenter)."""
+    def case_spec(self, segmenter: str = "builtin") -> "CaseSpec":
+        """The runner's case of this volume, scored and masked by ``segmenter`` (the plan's)."""
         from dmic_core.runs import CaseSpec
 
-        return CaseSpec(self.image, self.label, "builtin", tuple(self.slices), self.roi)
+        return CaseSpec(self.image, self.label, segmenter, tuple(self.slices), self.roi)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -79,11 +79,16 @@ def load_weights(path: str | Path) -> tuple[UNet25D, dict[str, Any]]:
     return net.eval(), meta
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
+def _weights_name(path: Path) -> str:
+    """The logged name of a weights file: ``builtin-unet`` + the registry suffix for a shipped one
+    (``builtin-unet``, ``builtin-unet-lite``: :data:`NAMED_WEIGHTS`), ``unet:<file name>`` otherwise."""
+    from dmic_core.assets import ASSETS_DIR
+
+    resolved = path.resolve()
+    for spec, file in NAMED_WEIGHTS.items():  # "builtin" before "builtin-bf16", which shares its file
+        if (ASSETS_DIR / file).resolve() == resolved:
+            return UNetSegmenter.name + spec.removeprefix("builtin")
+    return f"unet:{path.name}"
 
 
 class UNetSegmenter(Segmenter):
@@ -105,10 +110,10 @@ class UNetSegmenter(Segmenter):
         precision: one of :data:`PRECISIONS`. ``"bfloat16"`` trades exact float32 masks for
             speed (the whole-volume job's two U-Net passes are most of its time, issue 17); it
             needs native bf16 (:func:`cpu_has_native_bf16`).
-        name: the name logged with every result and used in cache keys. Default: ``builtin-unet``
-            for the shipped default weights, ``unet:<file name>`` for any other weights file (so
-            that results of other weights never pass for the shipped model's), ``unet`` for a
-            network object.
+        name: the name logged with every result and used in cache keys. Default: the shipped
+            model's (``builtin-unet``, ``builtin-unet-lite``) for a shipped weights file,
+            ``unet:<file name>`` for any other (so that results of other weights never pass for a
+            shipped model's), ``unet`` for a network object.
     """
 
     name = "builtin-unet"
@@ -134,8 +139,7 @@ class UNetSegmenter(Segmenter):
         else:
             self.weights_path = Path(weights) if weights is not None else default_weights_path()
             net, self.meta = load_weights(self.weights_path)
-            default_name = (UNetSegmenter.name if weights is None or _same_file(self.weights_path, default_weights_path())
-                            else f"unet:{self.weights_path.name}")
+            default_name = _weights_name(self.weights_path)
         self.name = name or default_name
         self.in_slices = net.in_slices
         self.size_multiple = net.size_multiple

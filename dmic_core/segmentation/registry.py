@@ -44,7 +44,7 @@ def _builtin_lite(label: np.ndarray | Volume | None = None, **kwargs) -> Segment
     """The lighter shipped U-Net (a quarter of the multiply-adds; its own weights and results)."""
     from dmic_core.segmentation.builtin import UNetSegmenter, named_weights_path
 
-    return UNetSegmenter(named_weights_path("builtin-lite"), name="builtin-unet-lite", **kwargs)
+    return UNetSegmenter(named_weights_path("builtin-lite"), **kwargs)
 
 
 @register_segmenter("gt")
