@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: sub-folder of --work that holds the rules' points (a point log per fingerprint, as the runner's)
+VARIANTS = "roi_variants"
 
 
 def parse_rule(text: str) -> tuple[str, float | str]:
@@ -61,16 +63,30 @@ def rule_tag(kind: str, value: float | str) -> str:
 
 
 def filtered_roi(image: str, kind: str, value: float | str, out: Path) -> Path:
-    """Write the segmenter's mask of ``image`` after one rule (:func:`parse_rule`)."""
+    """Write the segmenter's mask of ``image`` after one rule (:func:`parse_rule`), once.
+
+    A JSON file beside it records the image, the rule and the weights' hash; a later run that would
+    reuse the file with other weights stops instead of scoring points against a stale region."""
+    from dmic_core.assets import sha256
     from dmic_core.io import load_volume
     from dmic_core.io.writers import save_nifti
     from dmic_core.maps import drop_small_components, gate_ctus_by_confidence
     from dmic_core.segmentation import load_segmenter
+    from dmic_core.segmentation.config import named_weights_path
 
+    weights = str(value) if kind == "model" else "builtin"
+    facts = {"image": str(Path(image).resolve()), "rule": f"{kind}:{value}", "weights_sha256": sha256(named_weights_path(weights))
+             if kind != "model" else sha256(weights)}
+    stamp = out.with_name(out.name.replace(".nii.gz", ".json"))
     if out.is_file():
+        if not stamp.is_file():  # made before ROI files carried their facts: the weights it names now
+            stamp.write_text(json.dumps(facts, indent=1) + "\n")
+        elif json.loads(stamp.read_text()) != facts:
+            raise SystemExit(f"{out} was made from other weights or another image than now ({stamp}); "
+                             f"remove it and its points under {out.parent.parent / VARIANTS} to redo them")
         return out
     volume = load_volume(image)
-    seg = load_segmenter(str(value) if kind == "model" else "builtin")
+    seg = load_segmenter(weights)
     if kind == "model":  # another model's own mask, at its own threshold
         mask = seg.segment(volume)
     elif kind == "gate":
@@ -78,7 +94,9 @@ def filtered_roi(image: str, kind: str, value: float | str, out: Path) -> Path:
     else:
         mask = drop_small_components(seg.segment(volume), int(value))
     out.parent.mkdir(parents=True, exist_ok=True)
-    return save_nifti(volume, mask, out)
+    saved = save_nifti(volume, mask, out)
+    stamp.write_text(json.dumps(facts, indent=1) + "\n")
+    return saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             roi = filtered_roi(vol.image, kind, value, args.work / "volumes" / f"{vol.name}+{tag}.roi.nii.gz")
             variant.append(type(vol)(f"{vol.name}+{tag}", str(link), vol.label, vol.slices, vol.reference, str(roi)))
         plan = ProtocolPlan(variant, agents, oracle_volumes=0, methods=tuple(methods))
-        log = run_protocol(plan, args.work, workers=args.workers)  # the same log file
+        # a log of their own: the plain curves' log (with --evaluation, the protocol's) holds only
+        # the volumes its report reads
+        log = run_protocol(plan, args.work / VARIANTS, workers=args.workers)
         for row in current_rows(log, plan):  # the variant's curves join their plain volume, renamed
             rows.append({**row, "volume": row["volume"].split("+")[0], "curve": f"{row['curve']}+{tag}"})
     points = pd.DataFrame(rows)

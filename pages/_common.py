@@ -141,16 +141,17 @@ def codec_probe() -> dict[str, str | None]:
 
 @st.cache_resource(show_spinner=False)
 def segmenter_probe() -> dict[str, str | None]:
-    """Which segmenters can run: the built-in models need their shipped weights."""
-    from dmic_core.segmentation.config import named_weights_path
+    """Which segmenters can run: every named model (its shipped weights, bf16 its CPU), then the label."""
+    from dmic_core.segmentation.config import NAMED_WEIGHTS
+    from dmic_core.segmentation.registry import named_segmenter_unavailable
 
-    out: dict[str, str | None] = {}  # the model first: it is what a clinician's accuracy means
-    for name in ("builtin", "builtin-lite"):
+    out: dict[str, str | None] = {}  # the models first: they are what a clinician's accuracy means
+    for name in NAMED_WEIGHTS:
         try:
-            named_weights_path(name)
-            out[name] = None
+            reason = named_segmenter_unavailable(name)
         except Exception as exc:  # noqa: BLE001 - any reason makes it unavailable
-            out[name] = " ".join(str(exc).split())[:160]
+            reason = " ".join(str(exc).split())
+        out[name] = None if reason is None else reason[:160]
     out["gt"] = None  # the label scoring itself: a rate-only check, explained where it is offered
     return out
 
@@ -184,21 +185,21 @@ def _segmenter(name: str):
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _model_mask(image: str, mtime: float) -> np.ndarray:
-    return _segmenter("builtin").segment(_volume(image, mtime))
+def _model_mask(image: str, mtime: float, name: str = "builtin") -> np.ndarray:
+    return _segmenter(name).segment(_volume(image, mtime))
 
 
-def model_mask(image: str | Path) -> np.ndarray:
-    return _model_mask(str(image), _mtime(image))
+def model_mask(image: str | Path, name: str = "builtin") -> np.ndarray:
+    """The named model's vessel mask of ``image`` (cached per file version and model)."""
+    return _model_mask(str(image), _mtime(image), name)
 
 
-def model_mask_ready(image: str | Path) -> bool:
-    key = f"seg::{image}::{_mtime(image)}"
-    return bool(st.session_state.get(key))
+def model_mask_ready(image: str | Path, name: str = "builtin") -> bool:
+    return bool(st.session_state.get(f"seg::{name}::{image}::{_mtime(image)}"))
 
 
-def mark_model_mask(image: str | Path) -> None:
-    st.session_state[f"seg::{image}::{_mtime(image)}"] = True
+def mark_model_mask(image: str | Path, name: str = "builtin") -> None:
+    st.session_state[f"seg::{name}::{image}::{_mtime(image)}"] = True
 
 
 # --- jobs ----------------------------------------------------------------------------------

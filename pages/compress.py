@@ -12,13 +12,13 @@ from dmic_core.app_actions import (PROTECT_CHOICES, SLAB_CHOICES, codec_choices,
                                    start_compress_job, task_status_text)
 from dmic_core.defaults import (APP_LAMBDAS, APP_QPS, APP_QUICK_SLICES, BIT_DEPTHS, LAMBDA_GRID, QP_GRID,
                                 default_window)
+from dmic_core.segmentation.config import NAMED_SUMMARIES
 from pages._common import (codec_probe, fmt_seconds, init_state, load_volume_cached, method_probe, my_jobs,
                            require_volume, runner_running, segmenter_probe, show_input_error, start_runner, store,
                            workers, workspace)
 
 K = "cmp_"
-SEGMENTER_NAMES = {"builtin": "builtin (coronary U-Net)",
-                   "builtin-lite": "builtin-lite (lighter U-Net: about 3x faster, its own results)",
+SEGMENTER_NAMES = {**{name: f"{name} ({summary})" for name, summary in NAMED_SUMMARIES.items()},
                    "gt": "gt (label only: no accuracy, rate/HU check)"}
 
 
@@ -76,11 +76,10 @@ def settings(current: dict) -> None:
             st.warning("No segmenter can score this volume: the built-in model is missing and there is no label.")
         segmenter = c6.selectbox("Segmenter for vessel accuracy", seg_names or ["builtin"], key=K + "segmenter",
                                  format_func=SEGMENTER_NAMES.get,
-                                 help="builtin: the shipped coronary U-Net segments each decoded volume; it is "
-                                      "scored against your uploaded label, or without one against its own "
-                                      "segmentation of the original. builtin-lite: a lighter U-Net with a quarter of the "
-                                      "work and the same Dice on held-out phantoms; its results are its own "
-                                      "(assets/segmenter_lite.md). gt: no model, the uploaded label stands in "
+                                 help="The model segments each decoded volume; it is scored against your "
+                                      "uploaded label, or without one against its own segmentation of the "
+                                      "original. " + "; ".join(f"{n}: {t}" for n, t in NAMED_SUMMARIES.items())
+                                      + ". gt: no model, the uploaded label stands in "
                                       "for the segmentation, so accuracy is 1.0 at every rate by construction: "
                                       "a quick rate/HU-error check, not an accuracy.")
         c7, c8 = st.columns(2)

@@ -10,6 +10,7 @@ import streamlit as st
 from dmic_core.app_actions import load_button_state
 from dmic_core.render import (PLANES, WINDOW_PRESETS, Window, heatmap_figure, orientation_letters, plane_length,
                               render_slice, slice_position_mm, take_slice, volume_facts)
+from dmic_core.segmentation.config import NAMED_SUMMARIES
 from pages._common import (IMAGE_TYPES, _label, _model_mask, _mtime, _volume, init_state, load_label_cached,
                            load_volume_cached, mark_model_mask, model_mask, model_mask_ready, save_upload,
                            segmenter_probe, set_current, show_input_error)
@@ -31,19 +32,19 @@ def _ctu_map(image: str, mtime: float, mask_src: str, kind: str, a: float, b: fl
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _plausibility(image: str, mtime: float) -> list[str]:
-    """Warnings when the scan or the built-in model's mask is outside what the model was made for."""
+def _plausibility(image: str, mtime: float, model: str) -> list[str]:
+    """Warnings when the scan or a built-in model's mask is outside what the model was made for."""
     from dmic_core.segmentation.plausibility import assess_mask_plausibility
 
-    return assess_mask_plausibility(load_volume_cached(image), _model_mask(image, mtime))
+    return assess_mask_plausibility(load_volume_cached(image), _model_mask(image, mtime, model))
 
 
 def _mask(image: str, mtime: float, mask_src: str) -> np.ndarray | None:
     if mask_src.startswith("label:"):
         path = mask_src[len("label:"):]
         return _label(path, image, (_mtime(path), mtime))
-    if mask_src == "model":
-        return _model_mask(image, mtime)
+    if mask_src.startswith("model:"):
+        return _model_mask(image, mtime, mask_src[len("model:"):])
     return None
 
 
@@ -138,23 +139,30 @@ def viewer(current: dict) -> None:
         sources = {"none": "none"}
         if current.get("label"):
             sources[f"label:{current['label']}"] = "uploaded label"
-        seg_reason = segmenter_probe().get("builtin")
-        if model_mask_ready(image):
-            sources["model"] = "built-in model"
+        models = {name: reason for name, reason in segmenter_probe().items() if name in NAMED_SUMMARIES}
+        for name in models:
+            if model_mask_ready(image, name):
+                sources[f"model:{name}"] = f"model: {name}"
         mask_src = m1.selectbox("Vessel mask", list(sources), format_func=sources.get,
                                 index=1 if len(sources) > 1 else 0, key=K + "mask_src")
         mask_alpha = m2.slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key=K + "mask_alpha")
-        if "model" not in sources:
-            if seg_reason is None:
-                if st.button("Segment vessels with the built-in model", key=K + "segment"):
-                    with st.spinner("Segmenting…"):
-                        model_mask(image)
-                    mark_model_mask(image)
-                    st.rerun()
-            else:
-                st.caption(f"Built-in segmenter unavailable: {seg_reason}")
-        if mask_src == "model":
-            for warning in _plausibility(image, mtime):
+        runnable = [n for n, reason in models.items() if reason is None and f"model:{n}" not in sources]
+        if runnable:
+            s1, s2 = st.columns([2, 1])
+            model = s1.selectbox("Vessel model", runnable, key=K + "seg_model",
+                                 format_func=lambda n: f"{n} ({NAMED_SUMMARIES[n]})",
+                                 help="The model whose mask to overlay: the one a Compress job protects and "
+                                      "scores with is chosen there, so look at the same one here.")
+            if s2.button("Segment vessels", key=K + "segment"):
+                with st.spinner(f"Segmenting with {model}…"):
+                    model_mask(image, model)
+                mark_model_mask(image, model)
+                st.rerun()
+        elif not any(f"model:{n}" in sources for n in models):
+            reasons = "; ".join(f"{n}: {r}" for n, r in models.items() if r)
+            st.caption(f"Built-in segmenters unavailable: {reasons}")
+        if mask_src.startswith("model:"):
+            for warning in _plausibility(image, mtime, mask_src[len("model:"):]):
                 st.warning(warning)
         ctu_key = None
         ctu_alpha = 0.0

@@ -114,6 +114,13 @@ def test_upload_page_views_and_overlays(workspace, monkeypatch):
     assert not at.exception and len(at.get("plotly_chart")) == 1
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["hovertemplate"].endswith("<br>coronal 10/96 at 5.4 mm<extra></extra>")
+    # the overlay names its model: segment with the lighter one, and its mask is a source of its own
+    assert any(o.startswith("builtin-lite (") for o in at.selectbox(key="up_seg_model").options)
+    at.selectbox(key="up_seg_model").set_value("builtin-lite").run()
+    at.button(key="up_segment").click().run()
+    assert not at.exception, at.exception
+    assert "model: builtin-lite" in at.selectbox(key="up_mask_src").options
+    assert at.selectbox(key="up_seg_model").options[0].startswith("builtin (")  # the others still offered
 
 
 def test_upload_bad_file_shows_one_line_error(workspace, monkeypatch, tmp_path):
@@ -140,6 +147,10 @@ def test_compress_page_lists_jobs_and_starts_one(workspace, monkeypatch):
     options = at.selectbox(key="cmp_segmenter").options
     assert options[0].startswith("builtin (")  # the default model first
     assert any(o.startswith("builtin-lite") for o in options)  # the lighter model is offered, named as its own
+    from dmic_core.segmentation.builtin import cpu_has_native_bf16
+
+    # bf16 is offered exactly where it runs faster than float32 (native bf16), never where refused
+    assert any(o.startswith("builtin-bf16") for o in options) == cpu_has_native_bf16()
     assert "no accuracy" in options[-1]  # gt: explained, not offered as a score
     at.selectbox(key="cmp_segmenter").set_value("gt")
     at.button[0].click().run()  # form submit

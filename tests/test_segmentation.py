@@ -146,6 +146,29 @@ def test_batch_size_and_allocator_do_not_change_the_mask(phantom_slab):
 
 @needs_weights
 @pytest.mark.skipif(not (ASSETS / "segmenter_lite.pt").is_file(), reason="shipped lite segmenter weights missing")
+@needs_weights
+@pytest.mark.skipif(not (ASSETS / "segmenter_lite.pt").is_file(), reason="shipped lite segmenter weights missing")
+def test_named_segmenters_say_why_they_cannot_run(monkeypatch, tmp_path):
+    """Every named model is either runnable here or has a reason a person can act on: the weights
+    file it needs, or the CPU feature bf16 needs (the app offers exactly the runnable ones)."""
+    from dmic_core.segmentation import builtin
+    from dmic_core.segmentation.config import NAMED_WEIGHTS
+    from dmic_core.segmentation.registry import named_segmenter_unavailable
+
+    assert named_segmenter_unavailable("builtin") is None
+    assert named_segmenter_unavailable("builtin-lite") is None
+    bf16 = named_segmenter_unavailable("builtin-bf16")
+    assert (bf16 is None) == builtin.cpu_has_native_bf16()
+    monkeypatch.setattr(builtin, "cpu_has_native_bf16", lambda: False)
+    assert "native bf16" in named_segmenter_unavailable("builtin-bf16")
+    import dmic_core.assets
+
+    monkeypatch.setattr(dmic_core.assets, "ASSETS_DIR", tmp_path)  # an install without the shipped weights
+    for name in NAMED_WEIGHTS:
+        reason = named_segmenter_unavailable(name)
+        assert reason is not None and NAMED_WEIGHTS[name] in reason, (name, reason)
+
+
 def test_lite_segmenter_is_its_own_model_and_accurate_on_a_held_out_phantom(phantom_slab):
     """``builtin-lite`` (issue 17) is another model, not a speed setting of the default: its own
     weights, a name of its own in every log and cache key, a quarter of the default's work per frame,

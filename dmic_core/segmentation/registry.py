@@ -24,6 +24,23 @@ def register_segmenter(name: str) -> Callable[[Callable[..., Segmenter]], Callab
     return decorator
 
 
+def named_segmenter_unavailable(name: str) -> str | None:
+    """Why the named model cannot run here (its weights are missing, or it needs native bf16), or
+    None. Imports torch only for the bf16 model's CPU check."""
+    from dmic_core.segmentation.config import named_weights_path
+
+    try:
+        named_weights_path(name)
+    except FileNotFoundError as exc:
+        return " ".join(str(exc).split())
+    if name == "builtin-bf16":
+        from dmic_core.segmentation.builtin import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            return "this CPU has no native bf16 (AVX-512 BF16 or AMX), where bfloat16 is slower than float32"
+    return None
+
+
 @register_segmenter("builtin")
 def _builtin(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
     from dmic_core.segmentation.builtin import UNetSegmenter

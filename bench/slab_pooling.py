@@ -1,0 +1,152 @@
+"""Would more slabs per volume make the evaluation protocol's per-volume figures precise enough?
+
+The protocol scores one 33-frame slab per volume, and a volume's BD-rate of the constant-QP
+anchor against itself on a grid shifted by 2 QPs spreads with an SD of about 15 points
+(``bench/protocol_noise.py``): the U-Net's mIoU of a decoded slab wobbles between neighbouring
+QPs. This bench measures how far that null shrinks when a volume's curve pools three slabs (the
+protocol's slab and the 33 frames above and below it): bits summed, mIoU averaged over the
+slabs (equal sizes), the same anchor on the same two grids.
+
+It codes only the anchor, on the evaluation phantoms (the real crop has no label outside its
+heart slab), and chooses nothing, so it cannot leak into a result. The protocol's slab reuses the
+points already in ``dmic evaluate``'s log (grid 0) and in ``bench/protocol_noise.py``'s (grid
+``--shift``).
+
+Usage::
+
+    python bench/slab_pooling.py --workers 2   # 384 new real points, about 35 min on 2 workers here
+
+Prints the per-volume table and writes ``bench/results/slab_pooling.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def slab_variants(volumes, offsets, work: Path):
+    """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
+    volume), under a linked image path: the runner tells volumes apart by their image file."""
+    from dmic_core.io import load_volume
+    from dmic_core.protocol.volumes import SLAB
+
+    out = {}
+    for offset in offsets:
+        moved = []
+        for vol in volumes:
+            frames = load_volume(vol.image).n_frames
+            start = max(0, min(vol.slices[0] + offset, frames - SLAB))
+            link = work / "volumes" / f"{vol.name}+slab{offset:+d}.img.nii.gz"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(Path(vol.image).resolve())
+            moved.append(type(vol)(f"{vol.name}+slab{offset:+d}", str(link), vol.label, (start, start + SLAB),
+                                   vol.reference))
+        out[offset] = moved
+    return out
+
+
+def pooled(points):
+    """One curve per (volume, grid) from several slabs' points of the same setting: bits summed
+    (bpp averaged, the slabs are the same size) and mIoU averaged."""
+    import pandas as pd
+
+    frames = [rows.assign(volume=rows.volume.str.split("+").str[0], slab=slab) for slab, rows in points.items()]
+    every = pd.concat(frames, ignore_index=True)
+    counts = every.groupby(["volume", "curve", "setting"]).slab.nunique()
+    complete = counts[counts == len(points)].index
+    every = every.set_index(["volume", "curve", "setting"]).loc[complete].reset_index()
+    return (every.groupby(["volume", "curve", "setting"], as_index=False)
+            .agg(bpp=("bpp", "mean"), miou=("miou", "mean"), method=("method", "first")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--evaluate-work", type=Path, default=Path("work_dirs/evaluate"),
+                        help="dmic evaluate's work folder (volumes and the anchor's grid-0 points)")
+    parser.add_argument("--noise-work", type=Path, default=Path("work_dirs/protocol_noise"),
+                        help="bench/protocol_noise.py's work folder (the anchor's shifted grid)")
+    parser.add_argument("--work", type=Path, default=Path("work_dirs/slab_pooling"))
+    parser.add_argument("--shift", type=float, default=2.0, help="QPs added to the anchor's grid")
+    parser.add_argument("--offsets", default="-33,33", help="slab offsets in frames beside the protocol's slab")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS / "slab_pooling.json")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import pandas as pd
+
+    from dmic_core.methods.registry import ANCHOR
+    from dmic_core.protocol.run import ProtocolPlan, log_path, row_key, run_protocol
+    from dmic_core.protocol.summary import per_volume_bd
+    from dmic_core.protocol.volumes import evaluation_volumes
+    from dmic_core.runs import PointLog
+
+    protocol_volumes = evaluation_volumes(args.evaluate_work / "volumes")  # as the logs' keys were made
+    volumes = [v for v in protocol_volumes if v.label is not None]
+    offsets = [int(o) for o in args.offsets.split(",") if o]
+    base_qps = list(ProtocolPlan(volumes).qps)
+    grids = {"grid0": base_qps, "shifted": [q + args.shift for q in base_qps]}
+    keep = ["volume", "curve", "method", "setting", "bpp", "miou"]
+
+    def anchor_rows(plan, work, coded: list[int]):
+        before = len(PointLog(log_path(plan, work), row_key))
+        log = run_protocol(plan, work, workers=args.workers)
+        coded.append(len(log) - before)
+        names = {v.name for v in plan.volumes if v.label is not None}
+        qps = {float(q) for q in plan.qps}
+        rows = pd.DataFrame([r for r in log if r["curve"] == ANCHOR and r["volume"] in names
+                             and float(r["setting"]) in qps])
+        return rows[keep]
+
+    start = time.perf_counter()
+    coded: list[int] = []
+    slabs: dict[str, dict[str, pd.DataFrame]] = {}  # slab -> grid -> anchor points
+    # the protocol's own slab: points already coded by dmic evaluate and bench/protocol_noise.py
+    slabs["0"] = {"grid0": anchor_rows(ProtocolPlan(protocol_volumes, agents={}, methods=(ANCHOR,)),
+                                       args.evaluate_work, coded),
+                  "shifted": anchor_rows(ProtocolPlan(protocol_volumes, agents={}, qps=grids["shifted"],
+                                                      methods=(ANCHOR,)), args.noise_work, coded)}
+    for offset, moved in slab_variants(volumes, offsets, args.work).items():
+        slabs[f"{offset:+d}"] = {grid: anchor_rows(ProtocolPlan(moved, agents={}, qps=qps, methods=(ANCHOR,)),
+                                                   args.work, coded) for grid, qps in grids.items()}
+    seconds = time.perf_counter() - start
+
+    def null_bd(points_by_slab: dict[str, pd.DataFrame]) -> pd.Series:
+        """Per volume: the shifted grid's BD-rate against grid 0 (the same method: pure noise)."""
+        frames = []
+        for grid, curve in (("grid0", ANCHOR), ("shifted", "shifted")):
+            frames.append(pooled({s: g[grid] for s, g in points_by_slab.items()}).assign(curve=curve))
+        table = per_volume_bd(pd.concat(frames, ignore_index=True))
+        return table[table.method == "shifted"].set_index("volume").bd_rate_pct
+
+    columns = {f"slab {s}": null_bd({s: slabs[s]}) for s in slabs}
+    columns["3 slabs pooled"] = null_bd(slabs)
+    table = pd.DataFrame(columns)
+    summary = {name: {"volumes": int(col.notna().sum()), "mean_pct": float(col.mean()),
+                      "sd_pct": float(col.std(ddof=1)), "max_abs_pct": float(col.abs().max())}
+               for name, col in table.items()}
+    single = table[[c for c in table.columns if c.startswith("slab ")]]
+    summary["single slabs, pooled SD"] = {"sd_pct": float(np.nanstd(single.values, ddof=1))}
+    with pd.option_context("display.float_format", "{:+.1f}".format, "display.width", 160):
+        print(table.to_string())
+        print(pd.DataFrame(summary).T.to_string())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "command": "python bench/slab_pooling.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "shift": args.shift, "offsets": offsets, "qps": grids,
+        "slabs": {v.name: [v.slices] + [list(m.slices) for o, ms in slab_variants(volumes, offsets, args.work).items()
+                                        for m in ms if m.name.startswith(v.name + "+")] for v in volumes},
+        "points_coded_by_this_run": int(sum(coded)), "seconds": round(seconds, 1), "summary": summary,
+        "per_volume": json.loads(table.reset_index(names="volume").to_json(orient="records")),
+    }, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
