@@ -14,7 +14,14 @@ points already in ``dmic evaluate``'s log (grid 0) and in ``bench/protocol_noise
 
 Usage::
 
-    python bench/slab_pooling.py --workers 2   # 384 new real points, about 35 min on 2 workers here
+    python bench/slab_pooling.py --workers 2   # 384 new real points, 22 min on 2 workers here
+
+With ``--methods`` it also codes those protocol methods on the extra slabs (the protocol's slab
+reuses the evaluation's points) and reports their BD-rates against the anchor on the protocol's slab
+alone and on the three slabs pooled, with paired differences: the same comparison at a third of
+the noise. It reports; it chooses nothing::
+
+    python bench/slab_pooling.py --workers 2 --methods two_level,exp,dmic --out bench/results/slab_pooling_methods.json
 
 Prints the per-volume table and writes ``bench/results/slab_pooling.json``.
 """
@@ -62,7 +69,60 @@ def pooled(points):
     complete = counts[counts == len(points)].index
     every = every.set_index(["volume", "curve", "setting"]).loc[complete].reset_index()
     return (every.groupby(["volume", "curve", "setting"], as_index=False)
-            .agg(bpp=("bpp", "mean"), miou=("miou", "mean"), method=("method", "first")))
+            .agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"), method=("method", "first")))
+
+
+def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, coded) -> dict:
+    """Code ``methods`` on the extra slabs and report their BD-rates against the anchor, on the
+    protocol's slab alone and on the slabs pooled (the same 12 phantoms, the same settings)."""
+    import pandas as pd
+
+    from dmic_core.methods.registry import ANCHOR
+    from dmic_core.metrics.stats import bootstrap_mean_ci
+    from dmic_core.protocol.run import ProtocolPlan, agents_curve, current_rows, log_path, row_key, run_protocol
+    from dmic_core.protocol.summary import per_volume_bd
+    from dmic_core.runs import PointLog
+
+    agents = {agents_curve(Path(args.agents).stem): args.agents} if "dmic" in methods else {}
+    curves = [m for m in methods if m != "dmic"] + list(agents)
+    keep = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
+
+    def rows_of(plan, work):
+        before = len(PointLog(log_path(plan, work), row_key))
+        log = run_protocol(plan, work, workers=args.workers)
+        coded.append(len(log) - before)
+        names = {v.name for v in plan.volumes if v.label is not None}
+        rows = pd.DataFrame([r for r in current_rows(log, plan) if r["curve"] in curves and r["volume"] in names])
+        return rows[keep]
+
+    # the protocol's slab: every point is already in dmic evaluate's log
+    per_slab = {"0": rows_of(ProtocolPlan(protocol_volumes, agents, methods=tuple(methods)), args.evaluate_work)}
+    for offset, moved in slab_variants(volumes, offsets, args.work).items():
+        per_slab[f"{offset:+d}"] = rows_of(ProtocolPlan(moved, agents, methods=tuple(methods)), args.work)
+    anchor = {s: g["grid0"] for s, g in slabs.items()}
+    single = pd.concat([anchor["0"], per_slab["0"]], ignore_index=True)
+    both = pd.concat([pooled(anchor), pooled(per_slab)], ignore_index=True)
+    out = {}
+    for label, points in (("protocol slab", single), ("3 slabs pooled", both)):
+        table = per_volume_bd(points)
+        rate = table.pivot(index="volume", columns="method", values="bd_rate_pct")
+        summary = {}
+        for curve in curves:
+            ci = bootstrap_mean_ci(rate[curve].values)
+            summary[curve] = {"mean": ci.mean, "low": ci.low, "high": ci.high, "volumes": int(rate[curve].notna().sum())}
+        for a in curves:  # paired differences, each pair once
+            for b in curves:
+                if a < b:
+                    d = (rate[a] - rate[b]).dropna()
+                    ci = bootstrap_mean_ci(d.values)
+                    summary[f"{a} minus {b}"] = {"mean": ci.mean, "low": ci.low, "high": ci.high,
+                                                 "volumes": int(d.size), "lower_on": int((d < 0).sum())}
+        out[label] = {"summary": summary, "per_volume": json.loads(rate.reset_index().to_json(orient="records"))}
+        with pd.option_context("display.float_format", "{:+.1f}".format, "display.width", 200):
+            print(f"--- {label}: BD-rate (%) against {ANCHOR} ---")
+            print(rate[curves].T.to_string())
+            print(pd.DataFrame(summary).T.to_string())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("work_dirs/slab_pooling"))
     parser.add_argument("--shift", type=float, default=2.0, help="QPs added to the anchor's grid")
     parser.add_argument("--offsets", default="-33,33", help="slab offsets in frames beside the protocol's slab")
+    parser.add_argument("--methods", default="",
+                        help="protocol methods to pool as well (e.g. two_level,exp,dmic): coded on the extra slabs "
+                             "at the protocol's settings, their BD against the pooled anchor reported for the "
+                             "protocol's slab alone and for the slabs pooled")
+    parser.add_argument("--agents", default="assets/agents_dmic.pt", help="checkpoint of the dmic curve")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "slab_pooling.json")
     args = parser.parse_args(argv)
@@ -92,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     offsets = [int(o) for o in args.offsets.split(",") if o]
     base_qps = list(ProtocolPlan(volumes).qps)
     grids = {"grid0": base_qps, "shifted": [q + args.shift for q in base_qps]}
-    keep = ["volume", "curve", "method", "setting", "bpp", "miou"]
+    keep = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
 
     def anchor_rows(plan, work, coded: list[int]):
         before = len(PointLog(log_path(plan, work), row_key))
@@ -125,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         table = per_volume_bd(pd.concat(frames, ignore_index=True))
         return table[table.method == "shifted"].set_index("volume").bd_rate_pct
 
+    methods_report = None
+    methods = [m for m in args.methods.split(",") if m]
+    if methods:
+        methods_report = pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, coded)
+        seconds = time.perf_counter() - start
+
     columns = {f"slab {s}": null_bd({s: slabs[s]}) for s in slabs}
     columns["3 slabs pooled"] = null_bd(slabs)
     table = pd.DataFrame(columns)
@@ -144,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                                         for m in ms if m.name.startswith(v.name + "+")] for v in volumes},
         "points_coded_by_this_run": int(sum(coded)), "seconds": round(seconds, 1), "summary": summary,
         "per_volume": json.loads(table.reset_index(names="volume").to_json(orient="records")),
+        "methods": methods_report,
     }, indent=1, default=float) + "\n")
     return 0
 
