@@ -29,6 +29,7 @@ Prints the per-volume table and writes ``bench/results/slab_pooling.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -36,24 +37,32 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def slab_variants(volumes, offsets, work: Path):
-    """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
-    volume), under a linked image path: the runner tells volumes apart by their image file."""
+@functools.lru_cache(maxsize=None)
+def _frames(image: str) -> int:
     from dmic_core.io import load_volume
+
+    return load_volume(image).n_frames
+
+
+def slab_variants(volumes, offsets, work: Path, label_region: bool = False):
+    """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
+    volume), under a linked image path: the runner tells volumes apart by their image file. With
+    ``label_region`` the methods protect the label's CTUs instead of the segmenter's (a bound)."""
     from dmic_core.protocol.volumes import SLAB
 
     out = {}
     for offset in offsets:
         moved = []
         for vol in volumes:
-            frames = load_volume(vol.image).n_frames
+            frames = _frames(vol.image)
             start = max(0, min(vol.slices[0] + offset, frames - SLAB))
-            link = work / "volumes" / f"{vol.name}+slab{offset:+d}.img.nii.gz"
+            name = f"{vol.name}+slab{offset:+d}" + ("+label" if label_region else "")
+            link = work / "volumes" / f"{name}.img.nii.gz"
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to(Path(vol.image).resolve())
-            moved.append(type(vol)(f"{vol.name}+slab{offset:+d}", str(link), vol.label, (start, start + SLAB),
-                                   vol.reference))
+            moved.append(type(vol)(name, str(link), vol.label, (start, start + SLAB), vol.reference,
+                                   vol.label if label_region else None))
         out[offset] = moved
     return out
 
@@ -79,6 +88,8 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
 
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.metrics.stats import bootstrap_mean_ci
+    from dmic_core.agents.handcrafted import HANDCRAFTED
+    from dmic_core.protocol.methods import TWO_LEVEL_ON_LABEL
     from dmic_core.protocol.run import ProtocolPlan, agents_curve, current_rows, log_path, row_key, run_protocol
     from dmic_core.protocol.summary import per_volume_bd
     from dmic_core.runs import PointLog
@@ -93,12 +104,19 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
         coded.append(len(log) - before)
         names = {v.name for v in plan.volumes if v.label is not None}
         rows = pd.DataFrame([r for r in current_rows(log, plan) if r["curve"] in curves and r["volume"] in names])
-        return rows[keep]
+        return rows[keep].assign(volume=rows.volume.str.split("+").str[0])
 
     # the protocol's slab: every point is already in dmic evaluate's log
     per_slab = {"0": rows_of(ProtocolPlan(protocol_volumes, agents, methods=tuple(methods)), args.evaluate_work)}
     for offset, moved in slab_variants(volumes, offsets, args.work).items():
         per_slab[f"{offset:+d}"] = rows_of(ProtocolPlan(moved, agents, methods=tuple(methods)), args.work)
+    if args.on_label:  # the like-for-like bound: the two-level rule on the label's CTUs, every slab
+        for offset, moved in slab_variants(volumes, [0, *offsets], args.work, label_region=True).items():
+            rows = rows_of(ProtocolPlan(moved, {}, methods=("two_level",)), args.work)
+            bound = rows[rows.curve == "two_level"].assign(curve=TWO_LEVEL_ON_LABEL)
+            key = f"{offset:+d}" if offset else "0"
+            per_slab[key] = pd.concat([per_slab[key], bound], ignore_index=True)
+        curves.append(TWO_LEVEL_ON_LABEL)
     anchor = {s: g["grid0"] for s, g in slabs.items()}
     single = pd.concat([anchor["0"], per_slab["0"]], ignore_index=True)
     both = pd.concat([pooled(anchor), pooled(per_slab)], ignore_index=True)
@@ -110,6 +128,14 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
         for curve in curves:
             ci = bootstrap_mean_ci(rate[curve].values)
             summary[curve] = {"mean": ci.mean, "low": ci.low, "high": ci.high, "volumes": int(rate[curve].notna().sum())}
+            if TWO_LEVEL_ON_LABEL in rate.columns and curve != TWO_LEVEL_ON_LABEL:  # share of the bound's gain
+                both = rate[[curve, TWO_LEVEL_ON_LABEL]].dropna()
+                summary[curve]["bound_share"] = float((both[curve] / both[TWO_LEVEL_ON_LABEL]).mean())
+            maps = [m for m in HANDCRAFTED if m in rate.columns and m != curve]
+            if len(maps) == len(HANDCRAFTED) or (curve in HANDCRAFTED and len(maps) == len(HANDCRAFTED) - 1):
+                best = rate[maps].min(axis=1)
+                ok = rate[curve].notna() & best.notna()
+                summary[curve]["beats_best_other_map"] = int((rate[curve][ok] < best[ok]).sum())
         for a in curves:  # paired differences, each pair once
             for b in curves:
                 if a < b:
@@ -139,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                              "at the protocol's settings, their BD against the pooled anchor reported for the "
                              "protocol's slab alone and for the slabs pooled")
     parser.add_argument("--agents", default="assets/agents_dmic.pt", help="checkpoint of the dmic curve")
+    parser.add_argument("--on-label", action="store_true",
+                        help="with --methods: also code the two-level rule with the label as its region on every slab "
+                             "(the like-for-like bound 'two_level on label', needs the label)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "slab_pooling.json")
     args = parser.parse_args(argv)
