@@ -86,9 +86,9 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
     protocol's slab alone and on the slabs pooled (the same 12 phantoms, the same settings)."""
     import pandas as pd
 
+    from dmic_core.agents.handcrafted import HANDCRAFTED
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.metrics.stats import bootstrap_mean_ci
-    from dmic_core.agents.handcrafted import HANDCRAFTED
     from dmic_core.protocol.methods import TWO_LEVEL_ON_LABEL
     from dmic_core.protocol.run import ProtocolPlan, agents_curve, current_rows, log_path, row_key, run_protocol
     from dmic_core.protocol.summary import per_volume_bd
@@ -119,9 +119,9 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
         curves.append(TWO_LEVEL_ON_LABEL)
     anchor = {s: g["grid0"] for s, g in slabs.items()}
     single = pd.concat([anchor["0"], per_slab["0"]], ignore_index=True)
-    both = pd.concat([pooled(anchor), pooled(per_slab)], ignore_index=True)
+    three = pd.concat([pooled(anchor), pooled(per_slab)], ignore_index=True)
     out = {}
-    for label, points in (("protocol slab", single), ("3 slabs pooled", both)):
+    for label, points in (("protocol slab", single), ("3 slabs pooled", three)):
         table = per_volume_bd(points)
         rate = table.pivot(index="volume", columns="method", values="bd_rate_pct")
         summary = {}
@@ -129,8 +129,8 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
             ci = bootstrap_mean_ci(rate[curve].values)
             summary[curve] = {"mean": ci.mean, "low": ci.low, "high": ci.high, "volumes": int(rate[curve].notna().sum())}
             if TWO_LEVEL_ON_LABEL in rate.columns and curve != TWO_LEVEL_ON_LABEL:  # share of the bound's gain
-                both = rate[[curve, TWO_LEVEL_ON_LABEL]].dropna()
-                summary[curve]["bound_share"] = float((both[curve] / both[TWO_LEVEL_ON_LABEL]).mean())
+                with_bound = rate[[curve, TWO_LEVEL_ON_LABEL]].dropna()
+                summary[curve]["bound_share"] = float((with_bound[curve] / with_bound[TWO_LEVEL_ON_LABEL]).mean())
             maps = [m for m in HANDCRAFTED if m in rate.columns and m != curve]
             if len(maps) == len(HANDCRAFTED) or (curve in HANDCRAFTED and len(maps) == len(HANDCRAFTED) - 1):
                 best = rate[maps].min(axis=1)
