@@ -89,13 +89,17 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
     from dmic_core.agents.handcrafted import HANDCRAFTED
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.metrics.stats import bootstrap_mean_ci
-    from dmic_core.protocol.methods import TWO_LEVEL_ON_LABEL
-    from dmic_core.protocol.run import ProtocolPlan, agents_curve, current_rows, log_path, row_key, run_protocol
+    from dmic_core.protocol.methods import ON_LABEL, TWO_LEVEL_ON_LABEL
+    from dmic_core.protocol.run import (AGENTS, AGENTS_ON_LABEL, ProtocolPlan, agents_curve, current_rows, log_path,
+                                        row_key, run_protocol)
     from dmic_core.protocol.summary import per_volume_bd
     from dmic_core.runs import PointLog
 
-    agents = {agents_curve(Path(args.agents).stem): args.agents} if "dmic" in methods else {}
-    curves = [m for m in methods if m != "dmic"] + list(agents)
+    uses_agents = AGENTS in methods or AGENTS_ON_LABEL in methods
+    agents = {agents_curve(Path(args.agents).stem): args.agents} if uses_agents else {}
+    curves = [m for m in methods if m not in (AGENTS, AGENTS_ON_LABEL)]
+    curves += list(agents) if AGENTS in methods else []
+    curves += [name + ON_LABEL for name in agents] if AGENTS_ON_LABEL in methods else []
     keep = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
 
     def rows_of(plan, work):
