@@ -74,9 +74,8 @@ def filtered_roi(image: str, kind: str, value: float | str, out: Path) -> Path:
     from dmic_core.segmentation import load_segmenter
     from dmic_core.segmentation.config import named_weights_path
 
-    weights = str(value) if kind == "model" else "builtin"
-    facts = {"image": str(Path(image).resolve()), "rule": f"{kind}:{value}", "weights_sha256": sha256(named_weights_path(weights))
-             if kind != "model" else sha256(weights)}
+    weights = Path(value) if kind == "model" else named_weights_path("builtin")
+    facts = {"image": str(Path(image).resolve()), "rule": f"{kind}:{value}", "weights_sha256": sha256(weights)}
     stamp = out.with_name(out.name.replace(".nii.gz", ".json"))
     if out.is_file():
         if not stamp.is_file():  # made before ROI files carried their facts: the weights it names now
@@ -86,7 +85,7 @@ def filtered_roi(image: str, kind: str, value: float | str, out: Path) -> Path:
                              f"remove it and its points under {out.parent.parent / VARIANTS} to redo them")
         return out
     volume = load_volume(image)
-    seg = load_segmenter(weights)
+    seg = load_segmenter(weights if kind == "model" else "builtin")
     if kind == "model":  # another model's own mask, at its own threshold
         mask = seg.segment(volume)
     elif kind == "gate":

@@ -67,6 +67,28 @@ def slab_variants(volumes, offsets, work: Path, label_region: bool = False):
     return out
 
 
+#: Columns of a point that the pooled curves and the BD tables use.
+KEEP = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
+
+
+def coded_rows(plan, work: Path, workers: int, coded: list[int], curves) -> "pd.DataFrame":
+    """Run ``plan`` (only its missing points are coded, their count appended to ``coded``) and return
+    its own points (a log may hold other grids' too) of ``curves`` on labelled volumes, named by
+    their plain volume."""
+    import pandas as pd
+
+    from dmic_core.protocol.run import job_key, log_path, row_key, run_protocol
+    from dmic_core.runs import PointLog
+
+    before = len(PointLog(log_path(plan, work), row_key))
+    log = run_protocol(plan, work, workers=workers)
+    coded.append(len(log) - before)
+    by_image = {v.image: v.name for v in plan.volumes if v.label is not None}
+    planned = {job_key(by_image[j.case.image], j) for j in plan.jobs() if j.case.image in by_image}
+    rows = pd.DataFrame([r for r in log if r["curve"] in curves and row_key(r) in planned])
+    return rows[KEEP].assign(volume=rows.volume.str.split("+").str[0])
+
+
 def pooled(points):
     """One curve per (volume, grid) from several slabs' points of the same setting: bits summed
     (bpp averaged, the slabs are the same size) and mIoU averaged."""
@@ -81,7 +103,7 @@ def pooled(points):
             .agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"), method=("method", "first")))
 
 
-def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, coded) -> dict:
+def pooled_methods(args, protocol_volumes, volumes, variants, methods, slabs, coded) -> dict:
     """Code ``methods`` on the extra slabs and report their BD-rates against the anchor, on the
     protocol's slab alone and on the slabs pooled (the same 12 phantoms, the same settings)."""
     import pandas as pd
@@ -90,32 +112,24 @@ def pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, cod
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.metrics.stats import bootstrap_mean_ci
     from dmic_core.protocol.methods import ON_LABEL, TWO_LEVEL_ON_LABEL
-    from dmic_core.protocol.run import (AGENTS, AGENTS_ON_LABEL, ProtocolPlan, agents_curve, current_rows, log_path,
-                                        row_key, run_protocol)
+    from dmic_core.protocol.run import AGENTS, AGENTS_ON_LABEL, ProtocolPlan, agents_curve
     from dmic_core.protocol.summary import per_volume_bd
-    from dmic_core.runs import PointLog
 
     uses_agents = AGENTS in methods or AGENTS_ON_LABEL in methods
     agents = {agents_curve(Path(args.agents).stem): args.agents} if uses_agents else {}
     curves = [m for m in methods if m not in (AGENTS, AGENTS_ON_LABEL)]
     curves += list(agents) if AGENTS in methods else []
     curves += [name + ON_LABEL for name in agents] if AGENTS_ON_LABEL in methods else []
-    keep = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
 
     def rows_of(plan, work):
-        before = len(PointLog(log_path(plan, work), row_key))
-        log = run_protocol(plan, work, workers=args.workers)
-        coded.append(len(log) - before)
-        names = {v.name for v in plan.volumes if v.label is not None}
-        rows = pd.DataFrame([r for r in current_rows(log, plan) if r["curve"] in curves and r["volume"] in names])
-        return rows[keep].assign(volume=rows.volume.str.split("+").str[0])
+        return coded_rows(plan, work, args.workers, coded, curves)
 
     # the protocol's slab: every point is already in dmic evaluate's log
     per_slab = {"0": rows_of(ProtocolPlan(protocol_volumes, agents, methods=tuple(methods)), args.evaluate_work)}
-    for offset, moved in slab_variants(volumes, offsets, args.work).items():
+    for offset, moved in variants.items():
         per_slab[f"{offset:+d}"] = rows_of(ProtocolPlan(moved, agents, methods=tuple(methods)), args.work)
     if args.on_label:  # the like-for-like bound: the two-level rule on the label's CTUs, every slab
-        for offset, moved in slab_variants(volumes, [0, *offsets], args.work, label_region=True).items():
+        for offset, moved in slab_variants(volumes, [0, *variants], args.work, label_region=True).items():
             rows = rows_of(ProtocolPlan(moved, {}, methods=("two_level",)), args.work)
             bound = rows[rows.curve == "two_level"].assign(curve=TWO_LEVEL_ON_LABEL)
             key = f"{offset:+d}" if offset else "0"
@@ -180,27 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from dmic_core.methods.registry import ANCHOR
-    from dmic_core.protocol.run import ProtocolPlan, log_path, row_key, run_protocol
+    from dmic_core.protocol.run import ProtocolPlan
     from dmic_core.protocol.summary import per_volume_bd
     from dmic_core.protocol.volumes import evaluation_volumes
-    from dmic_core.runs import PointLog
 
     protocol_volumes = evaluation_volumes(args.evaluate_work / "volumes")  # as the logs' keys were made
     volumes = [v for v in protocol_volumes if v.label is not None]
     offsets = [int(o) for o in args.offsets.split(",") if o]
     base_qps = list(ProtocolPlan(volumes).qps)
     grids = {"grid0": base_qps, "shifted": [q + args.shift for q in base_qps]}
-    keep = ["volume", "curve", "method", "setting", "bpp", "miou", "psnr_hu"]
+    variants = slab_variants(volumes, offsets, args.work)
 
     def anchor_rows(plan, work, coded: list[int]):
-        before = len(PointLog(log_path(plan, work), row_key))
-        log = run_protocol(plan, work, workers=args.workers)
-        coded.append(len(log) - before)
-        names = {v.name for v in plan.volumes if v.label is not None}
-        qps = {float(q) for q in plan.qps}
-        rows = pd.DataFrame([r for r in log if r["curve"] == ANCHOR and r["volume"] in names
-                             and float(r["setting"]) in qps])
-        return rows[keep]
+        return coded_rows(plan, work, args.workers, coded, {ANCHOR})
 
     start = time.perf_counter()
     coded: list[int] = []
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.evaluate_work, coded),
                   "shifted": anchor_rows(ProtocolPlan(protocol_volumes, agents={}, qps=grids["shifted"],
                                                       methods=(ANCHOR,)), args.noise_work, coded)}
-    for offset, moved in slab_variants(volumes, offsets, args.work).items():
+    for offset, moved in variants.items():
         slabs[f"{offset:+d}"] = {grid: anchor_rows(ProtocolPlan(moved, agents={}, qps=qps, methods=(ANCHOR,)),
                                                    args.work, coded) for grid, qps in grids.items()}
     seconds = time.perf_counter() - start
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     methods_report = None
     methods = [m for m in args.methods.split(",") if m]
     if methods:
-        methods_report = pooled_methods(args, protocol_volumes, volumes, offsets, methods, slabs, coded)
+        methods_report = pooled_methods(args, protocol_volumes, volumes, variants, methods, slabs, coded)
         seconds = time.perf_counter() - start
 
     columns = {f"slab {s}": null_bd({s: slabs[s]}) for s in slabs}
@@ -244,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({
         "command": "python bench/slab_pooling.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "shift": args.shift, "offsets": offsets, "qps": grids,
-        "slabs": {v.name: [v.slices] + [list(m.slices) for o, ms in slab_variants(volumes, offsets, args.work).items()
-                                        for m in ms if m.name.startswith(v.name + "+")] for v in volumes},
+        "slabs": {v.name: [v.slices] + [list(m.slices) for moved in variants.values()
+                                        for m in moved if m.name.startswith(v.name + "+")] for v in volumes},
         "points_coded_by_this_run": int(sum(coded)), "seconds": round(seconds, 1), "summary": summary,
         "per_volume": json.loads(table.reset_index(names="volume").to_json(orient="records")),
         "methods": methods_report,

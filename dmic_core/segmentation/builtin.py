@@ -29,6 +29,11 @@ FORMAT = "dmic-segmenter-unet/1"
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
+#: Why bfloat16 segmentation is refused here (the constructor's error and the app's probe say the same).
+NO_NATIVE_BF16 = ("bfloat16 segmentation needs a CPU with native bf16 (AVX-512 BF16 or AMX); "
+                  "this one would emulate it, slower than float32")
+
+
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 convolutions natively here (AVX-512 BF16 or AMX).
 
@@ -124,8 +129,7 @@ class UNetSegmenter(Segmenter):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "bfloat16" and not cpu_has_native_bf16():
-            raise DmicInputError("bfloat16 segmentation needs a CPU with native bf16 (AVX-512 BF16 or AMX); "
-                                 "this one would emulate it, slower than float32: use the float32 segmenter")
+            raise DmicInputError(f"{NO_NATIVE_BF16}: use the float32 segmenter")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 < threshold < 1.0:

@@ -34,10 +34,10 @@ def named_segmenter_unavailable(name: str) -> str | None:
     except FileNotFoundError as exc:
         return " ".join(str(exc).split())
     if name == "builtin-bf16":
-        from dmic_core.segmentation.builtin import cpu_has_native_bf16
+        from dmic_core.segmentation.builtin import NO_NATIVE_BF16, cpu_has_native_bf16
 
         if not cpu_has_native_bf16():
-            return "this CPU has no native bf16 (AVX-512 BF16 or AMX), where bfloat16 is slower than float32"
+            return NO_NATIVE_BF16
     return None
 
 
@@ -59,7 +59,8 @@ def _builtin_bf16(label: np.ndarray | Volume | None = None, **kwargs) -> Segment
 @register_segmenter("builtin-lite")
 def _builtin_lite(label: np.ndarray | Volume | None = None, **kwargs) -> Segmenter:
     """The lighter shipped U-Net (a quarter of the multiply-adds; its own weights and results)."""
-    from dmic_core.segmentation.builtin import UNetSegmenter, named_weights_path
+    from dmic_core.segmentation.builtin import UNetSegmenter
+    from dmic_core.segmentation.config import named_weights_path
 
     return UNetSegmenter(named_weights_path("builtin-lite"), **kwargs)
 
