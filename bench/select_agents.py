@@ -12,6 +12,13 @@ Usage::
     python bench/select_agents.py --data work_dirs/agents_train/phantoms --seeds 6003,6021 \\
         --candidate greedy=work_dirs/agents_train/greedy.pt --candidate sampled=work_dirs/agents_train/sampled.pt
 
+With ``--slabs`` each volume's curves pool three slabs (its heart slab and the 33 frames below
+and above it; :mod:`dmic_core.protocol.slabs`): a choice at about a third of one slab's noise, for
+three times the points::
+
+    python bench/select_agents.py --data work_dirs/agents_train/phantoms --seeds 6003,6021,6019,6004,6010,6011 \
+        --slabs --candidate current_default=assets/agents_dmic.pt --candidate fg_le0=work_dirs/agents_fgcap/agents_dmic_fg_le0.pt
+
 Prints the table and writes ``bench/results/select_agents.json`` (and the point log under
 ``--work``, so a rerun only adds what is missing).
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("work_dirs/select_agents"))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--maps", action="store_true", help="also run the five hand-crafted maps (5 x 8 points per volume)")
+    parser.add_argument("--slabs", action="store_true",
+                        help="pool three slabs per volume (the heart slab and the 33 frames below and above it)")
     parser.add_argument("--out", type=Path, default=RESULTS / "select_agents.json")
     args = parser.parse_args(argv)
 
@@ -58,10 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     volumes = [phantom_volume(s, args.data) for s in seeds]
     plan = ProtocolPlan(volumes, candidates, oracle_volumes=0, methods=(ANCHOR, *(HANDCRAFTED if args.maps else ()), AGENTS))
     start = time.perf_counter()
-    log = run_protocol(plan, args.work, workers=args.workers)
     import pandas as pd
 
-    points = pd.DataFrame(current_rows(log, plan))
+    points = pd.DataFrame(current_rows(run_protocol(plan, args.work, workers=args.workers), plan))
+    slabs = {}
+    if args.slabs:
+        from dmic_core.protocol.slabs import SLAB_OFFSETS, pooled, slab_variants
+
+        per_slab = {"0": points}
+        for offset, moved in slab_variants(volumes, SLAB_OFFSETS, args.work).items():
+            moved_plan = replace(plan, volumes=moved)
+            per_slab[f"{offset:+d}"] = pd.DataFrame(current_rows(run_protocol(moved_plan, args.work, workers=args.workers),
+                                                                 moved_plan))
+            slabs[f"{offset:+d}"] = [list(v.slices) for v in moved]
+        points = pooled(per_slab)
     per_volume = per_volume_bd(points)
     summary = summarise(per_volume)
     print(summary[["curve", "volumes", "bd_rate_mean", "bd_miou_mean", "beats_best_map"]].to_string(index=False))
@@ -71,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python bench/select_agents.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "validation_volumes": [v.as_dict() for v in volumes],
+        "validation_volumes": [v.as_dict() for v in volumes], "pooled_slabs": slabs or None,
         "candidates": {k: repo_relative(v) for k, v in candidates.items()},
         "winner": winner, "choice": json.loads(choice.to_json(orient="records")), "seconds": round(time.perf_counter() - start, 1),
         "per_volume": json.loads(per_volume.to_json(orient="records")),

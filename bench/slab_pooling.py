@@ -29,42 +29,11 @@ Prints the per-volume table and writes ``bench/results/slab_pooling.json``.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-@functools.lru_cache(maxsize=None)
-def _frames(image: str) -> int:
-    from dmic_core.io import load_volume
-
-    return load_volume(image).n_frames
-
-
-def slab_variants(volumes, offsets, work: Path, label_region: bool = False):
-    """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
-    volume), under a linked image path: the runner tells volumes apart by their image file. With
-    ``label_region`` the methods protect the label's CTUs instead of the segmenter's (a bound)."""
-    from dmic_core.protocol.volumes import SLAB
-
-    out = {}
-    for offset in offsets:
-        moved = []
-        for vol in volumes:
-            frames = _frames(vol.image)
-            start = max(0, min(vol.slices[0] + offset, frames - SLAB))
-            name = f"{vol.name}+slab{offset:+d}" + ("+label" if label_region else "")
-            link = work / "volumes" / f"{name}.img.nii.gz"
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                link.symlink_to(Path(vol.image).resolve())
-            moved.append(type(vol)(name, str(link), vol.label, (start, start + SLAB), vol.reference,
-                                   vol.label if label_region else None))
-        out[offset] = moved
-    return out
 
 
 #: Columns of a point that the pooled curves and the BD tables use.
@@ -78,6 +47,7 @@ def coded_rows(plan, work: Path, workers: int, coded: list[int], curves) -> "pd.
     import pandas as pd
 
     from dmic_core.protocol.run import job_key, log_path, row_key, run_protocol
+    from dmic_core.protocol.slabs import plain_volume
     from dmic_core.runs import PointLog
 
     before = len(PointLog(log_path(plan, work), row_key))
@@ -86,21 +56,7 @@ def coded_rows(plan, work: Path, workers: int, coded: list[int], curves) -> "pd.
     by_image = {v.image: v.name for v in plan.volumes if v.label is not None}
     planned = {job_key(by_image[j.case.image], j) for j in plan.jobs() if j.case.image in by_image}
     rows = pd.DataFrame([r for r in log if r["curve"] in curves and row_key(r) in planned])
-    return rows[KEEP].assign(volume=rows.volume.str.split("+").str[0])
-
-
-def pooled(points):
-    """One curve per (volume, grid) from several slabs' points of the same setting: bits summed
-    (bpp averaged, the slabs are the same size) and mIoU averaged."""
-    import pandas as pd
-
-    frames = [rows.assign(volume=rows.volume.str.split("+").str[0], slab=slab) for slab, rows in points.items()]
-    every = pd.concat(frames, ignore_index=True)
-    counts = every.groupby(["volume", "curve", "setting"]).slab.nunique()
-    complete = counts[counts == len(points)].index
-    every = every.set_index(["volume", "curve", "setting"]).loc[complete].reset_index()
-    return (every.groupby(["volume", "curve", "setting"], as_index=False)
-            .agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"), method=("method", "first")))
+    return rows[KEEP].assign(volume=plain_volume(rows.volume))
 
 
 def pooled_methods(args, protocol_volumes, volumes, variants, methods, slabs, coded) -> dict:
@@ -113,6 +69,7 @@ def pooled_methods(args, protocol_volumes, volumes, variants, methods, slabs, co
     from dmic_core.metrics.stats import bootstrap_mean_ci
     from dmic_core.protocol.methods import ON_LABEL, TWO_LEVEL_ON_LABEL
     from dmic_core.protocol.run import AGENTS, AGENTS_ON_LABEL, ProtocolPlan, agents_curve
+    from dmic_core.protocol.slabs import pooled, slab_variants
     from dmic_core.protocol.summary import per_volume_bd
 
     uses_agents = AGENTS in methods or AGENTS_ON_LABEL in methods
@@ -177,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="bench/protocol_noise.py's work folder (the anchor's shifted grid)")
     parser.add_argument("--work", type=Path, default=Path("work_dirs/slab_pooling"))
     parser.add_argument("--shift", type=float, default=2.0, help="QPs added to the anchor's grid")
-    parser.add_argument("--offsets", default="-33,33", help="slab offsets in frames beside the protocol's slab")
+    parser.add_argument("--offsets", default=None, help="slab offsets in frames beside the protocol's slab "
+                        "(default: dmic_core.protocol.slabs.SLAB_OFFSETS, the 33 frames below and above)")
     parser.add_argument("--methods", default="",
                         help="protocol methods to pool as well (e.g. two_level,exp,dmic): coded on the extra slabs "
                              "at the protocol's settings, their BD against the pooled anchor reported for the "
@@ -195,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.protocol.run import ProtocolPlan
+    from dmic_core.protocol.slabs import SLAB_OFFSETS, pooled, slab_variants
     from dmic_core.protocol.summary import per_volume_bd
     from dmic_core.protocol.volumes import evaluation_volumes
 
     protocol_volumes = evaluation_volumes(args.evaluate_work / "volumes")  # as the logs' keys were made
     volumes = [v for v in protocol_volumes if v.label is not None]
-    offsets = [int(o) for o in args.offsets.split(",") if o]
+    offsets = list(SLAB_OFFSETS) if args.offsets is None else [int(o) for o in args.offsets.split(",") if o]
     base_qps = list(ProtocolPlan(volumes).qps)
     grids = {"grid0": base_qps, "shifted": [q + args.shift for q in base_qps]}
     variants = slab_variants(volumes, offsets, args.work)

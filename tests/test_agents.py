@@ -52,6 +52,32 @@ def test_extended_space_contains_paper():
         get_space("nope")
 
 
+def test_a_restricted_space_masks_foreground_choices_and_keeps_the_network_s_outputs(tmp_path):
+    capped = PAPER.restricted((-2, 0))
+    assert capped.fg_offsets == (-2, 0) and capped.bg_offsets == PAPER.bg_offsets and capped.offsets == PAPER.offsets
+    assert get_space(capped.name) == capped and capped.name == "paper/fg-2,+0"
+    assert EXTENDED.restricted((-4, -2, 0)).offsets == EXTENDED.offsets
+    with pytest.raises(ValueError, match="not a non-empty subset"):
+        PAPER.restricted((4,))
+    with pytest.raises(ValueError, match="would drop a CTU output category"):
+        PAPER.restricted((0,))  # -2 is a foreground-only output: the head would shrink
+    # the same networks: background CTUs decide as before, foreground CTUs never take +2, and the
+    # restriction survives a checkpoint
+    torch.manual_seed(3)
+    free = DMICAgents(PAPER).eval()
+    free.ctu.a2c.actor.out.bias.data[PAPER.offsets.index(2)] += 50.0  # +2 preferred wherever it is allowed
+    free.save(tmp_path / "free.pt", half=False)
+    hu, mask = _clip()
+    before = free.decide(hu, mask, 5.0)
+    assert (before.offsets[before.foreground] == 2).all()
+    restricted = DMICAgents.load(tmp_path / "free.pt").restrict_foreground((-2, 0))
+    restricted.save(tmp_path / "capped.pt", half=False)
+    after = DMICAgents.load(tmp_path / "capped.pt").eval().decide(hu, mask, 5.0)
+    assert after.qp_i == before.qp_i and DMICAgents.load(tmp_path / "capped.pt").space == capped
+    assert set(after.offsets[after.foreground].tolist()) <= {-2, 0}
+    np.testing.assert_array_equal(after.offsets[~after.foreground], before.offsets[~before.foreground])
+
+
 def test_offset_projection_and_clipping():
     fg = np.array([True, True, False, False])
     out = PAPER.project_offsets(np.array([5.0, -7.0, -3.0, 100.0]), fg)

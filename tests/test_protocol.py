@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -329,3 +330,30 @@ def test_summary_pairs_every_curve_with_the_map_best_on_the_mean():
     assert not isinstance(summary.loc["exp"].get("vs_map"), str)  # the reference map is not paired with itself
     text = markdown(per_volume, summary.reset_index(), ["exp", "log", "agents"])
     assert "minus exp, paired pp" in text and "2/3 |" in text
+
+
+def test_moved_slabs_stay_inside_the_volume_and_pooled_curves_sum_bits_and_average_miou(tiny, tmp_path):
+    from dmic_core.protocol.slabs import SLAB_OFFSETS, pooled, slab_variants
+    from dmic_core.protocol.volumes import SLAB
+
+    plan, _, _ = tiny
+    vol = plan.volumes[0]  # 24 frames: every moved 33-frame slab is clamped to the volume
+    long = EvaluationVolume(vol.name, vol.image, vol.label, (0, 24), vol.reference)
+    unlabelled = EvaluationVolume("real", vol.image, None, (0, 24), "segmentation of the original")
+    moved = slab_variants([long, unlabelled], SLAB_OFFSETS, tmp_path)
+    assert sorted(moved) == sorted(SLAB_OFFSETS) and all(len(v) == 1 for v in moved.values())
+    for offset, (m,) in moved.items():
+        assert m.name == f"{vol.name}+slab{offset:+d}" and m.slices == (0, SLAB) and m.roi is None
+        assert Path(m.image).resolve() == Path(vol.image).resolve() and m.image != vol.image
+    (bound,) = slab_variants([long], [SLAB], tmp_path, label_region=True)[SLAB]
+    assert bound.roi == vol.label and bound.name.endswith("+label")
+
+    def rows(volume, bpp, miou):
+        return pd.DataFrame({"volume": volume, "curve": "c", "method": "c", "setting": [1.0, 2.0][:len(bpp)],
+                             "bpp": bpp, "miou": miou, "psnr_hu": 40.0})
+
+    out = pooled({"0": rows("v", [0.1, 0.2], [0.8, 0.9]), "+33": rows("v+slab+33", [0.3, 0.4], [0.6, 0.7]),
+                  "-33": rows("v+slab-33", [0.2], [0.4])})
+    # setting 2 is missing on one slab: left out, so every pooled point covers the same frames
+    assert out.setting.tolist() == [1.0] and out.volume.tolist() == ["v"]
+    assert out.bpp.iloc[0] == pytest.approx(0.2) and out.miou.iloc[0] == pytest.approx(0.6)

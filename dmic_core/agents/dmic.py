@@ -58,6 +58,12 @@ class DMICAgents(nn.Module):
         self.ctu = CTUAgent(self.space.n_ctu_actions)
         self.meta: dict[str, Any] = {}
 
+    def restrict_foreground(self, fg_offsets: tuple[int, ...]) -> "DMICAgents":
+        """The same networks deciding in :meth:`ActionSpace.restricted`: foreground CTUs choose
+        only among ``fg_offsets`` (their preferred allowed offset, the others masked out)."""
+        self.space = self.space.restricted(fg_offsets)
+        return self
+
     # ------------------------------------------------------------------------------ decisions
     def ctu_action_mask(self, foreground: torch.Tensor) -> torch.Tensor:
         table = torch.as_tensor(self.space.valid_offset_table())

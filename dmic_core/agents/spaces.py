@@ -120,6 +120,20 @@ class ActionSpace:
             out[cls_mask] = a[np.argmin(dist, axis=-1)].astype(np.int32)
         return out
 
+    def restricted(self, fg_offsets: tuple[int, ...]) -> "ActionSpace":
+        """This space with foreground CTUs limited to ``fg_offsets`` (a subset of :attr:`fg_offsets`),
+        named ``<name>/fg<offsets>``. The CTU agent's output categories must stay the same, so a
+        checkpoint of this space still fits its network; the removed choices are masked out."""
+        fg = tuple(sorted(int(o) for o in fg_offsets))
+        if not fg or not set(fg) <= set(self.fg_offsets):
+            raise ValueError(f"foreground offsets {list(fg)} are not a non-empty subset of the {self.name} "
+                             f"space's {list(self.fg_offsets)}")
+        out = ActionSpace(f"{self.name}/fg{','.join(f'{o:+d}' for o in fg)}", self.qp_i, fg, self.bg_offsets)
+        if out.offsets != self.offsets:
+            raise ValueError(f"restricting the foreground to {list(fg)} would drop a CTU output category "
+                             f"({sorted(set(self.offsets) - set(out.offsets))}): the agents' network would no longer fit")
+        return out
+
     # ------------------------------------------------------------------------------ both levels
     def qp_map(self, qp_i: int, offsets: np.ndarray, qp_max: int | None = None) -> np.ndarray:
         """Absolute paper QP of every CTU ``(F, rows, cols)`` (clipped to ``0..qp_max`` if given)."""
@@ -167,10 +181,13 @@ SPACES: dict[str, ActionSpace] = {PAPER.name: PAPER, EXTENDED.name: EXTENDED}
 
 
 def get_space(name: str | ActionSpace) -> ActionSpace:
-    """An action space by name (``"paper"`` or ``"extended"``)."""
+    """An action space by name: ``"paper"``, ``"extended"``, or one of them restricted
+    (:meth:`ActionSpace.restricted`, e.g. ``"paper/fg-2,+0"``)."""
     if isinstance(name, ActionSpace):
         return name
+    base, _, fg = name.partition("/fg")
     try:
-        return SPACES[name]
+        space = SPACES[base]
     except KeyError:
         raise ValueError(f"unknown action space {name!r}; known: {sorted(SPACES)}") from None
+    return space.restricted(tuple(int(o) for o in fg.split(","))) if fg else space
