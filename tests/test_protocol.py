@@ -357,3 +357,29 @@ def test_moved_slabs_stay_inside_the_volume_and_pooled_curves_sum_bits_and_avera
     # setting 2 is missing on one slab: left out, so every pooled point covers the same frames
     assert out.setting.tolist() == [1.0] and out.volume.tolist() == ["v"]
     assert out.bpp.iloc[0] == pytest.approx(0.2) and out.miou.iloc[0] == pytest.approx(0.6)
+
+
+def test_pooled_protocol_rows_pool_labelled_volumes_per_oracle_pair_and_the_report_says_so(tiny):
+    from dmic_core.protocol.slabs import pooled_protocol_rows
+
+    plan, log, folder = tiny
+    rows = list(log)
+    real = [{**r, "volume": "real-ct"} for r in rows if r["curve"] == "hevc"]  # no moved slabs: kept as is
+    moved = {k: [{**r, "volume": f"{r['volume']}+slab{k}", "bpp": 2 * r["bpp"], "seconds": 1.0} for r in rows]
+             for k in ("-33", "+33")}
+    out = pd.DataFrame(pooled_protocol_rows(rows + real, moved))
+    mine = pd.DataFrame(rows)
+    assert len(out) == len(mine) + len(real)  # every (curve, setting, oracle pair) once per volume
+    oracle = out[(out.volume == "phantom-9000") & (out.curve == "oracle")]
+    assert len(oracle) == len(mine[mine.curve == "oracle"]) and oracle[["fg", "bg"]].notna().all().all()
+    first = mine[mine.curve == "oracle"].iloc[0]
+    pooled_point = oracle[(oracle.setting == first.setting) & (oracle.fg == first.fg) & (oracle.bg == first.bg)].iloc[0]
+    assert pooled_point.bpp == pytest.approx(first.bpp * 5 / 3) and pooled_point.miou == pytest.approx(first.miou)
+    assert pooled_point.seconds == pytest.approx(first.seconds + 2.0)
+    assert (out[out.volume == "real-ct"].bpp.values == pd.DataFrame(real).bpp.values).all()
+    slabs = {k: {"phantom-9000+slab" + k: [0, 24]} for k in moved}
+    paths = write_report(out.to_dict(orient="records"), plan, folder / "pooled", wall_seconds=None,
+                         command="dmic evaluate --slabs (test)", slabs=slabs)
+    text = paths["markdown"].read_text()
+    assert "3 slabs per labelled volume, pooled" in text and "slices " in text and ", 0:24, 0:24, vs label" in text
+    assert json.loads(paths["json"].read_text())["pooled_slabs"] == slabs

@@ -1,5 +1,7 @@
 """``dmic evaluate``: the agents' evaluation protocol on the reserved evaluation volumes.
 
+With ``--slabs`` every labelled volume's curves pool three slabs (:mod:`dmic_core.protocol.slabs`).
+
 Resumable (points in ``WORK/<fingerprint>/points.jsonl``, one log per segmenter, coding setup and
 x265 build): run it again to finish an interrupted run, or with
 ``--report-only`` to rebuild the tables from what is done.
@@ -20,7 +22,8 @@ from dmic_core.segmentation.config import NAMED_WEIGHTS
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="the agents' evaluation protocol (every method, reserved volumes)")
     p.add_argument("--work", type=Path, default=Path("work_dirs/evaluate"), help="volumes and the point log")
-    p.add_argument("--out", type=Path, default=Path("docs/results/evaluation"), help="report folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default docs/results/evaluation, with --slabs docs/results/evaluation_slabs)")
     p.add_argument("--seeds", type=parse_seeds, default=list(EVALUATION_SEEDS),
                    help=f"evaluation phantom seeds, A:B or a comma list (default {EVALUATION_SEEDS.start}:"
                         f"{EVALUATION_SEEDS.stop}); others are refused unless reserved for evaluation")
@@ -36,6 +39,10 @@ def register(subparsers) -> None:
                    help="the diagnosis model: it finds the protected region and scores every decode "
                         "(default: the shipped default model); another one has a point log of its own")
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default 2)")
+    p.add_argument("--slabs", action="store_true",
+                   help="pool three slabs per labelled volume: the protocol's slab and the 33 frames below and "
+                        "above it (bits summed, mIoU averaged; about a third of one slab's noise, three times "
+                        "the points); the real CT keeps its one slab")
     p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
     p.set_defaults(func=run)
 
@@ -64,17 +71,26 @@ def run(args) -> int:
                             methods=tuple(args.methods or ALL_METHODS), segmenter=args.segmenter)
     except ValueError as exc:
         raise DmicInputError(str(exc)) from None
-    if args.report_only:
-        from dmic_core.protocol.run import log_path, row_key
-        from dmic_core.runs import PointLog
+    def rows_of(plan: ProtocolPlan) -> list[dict]:
+        if args.report_only:
+            from dmic_core.protocol.run import log_path, row_key
+            from dmic_core.runs import PointLog
 
-        log = PointLog(log_path(plan, args.work), row_key)
-    else:
-        log = run_protocol(plan, args.work, workers=args.workers)
-    rows = current_rows(log, plan)
+            return current_rows(PointLog(log_path(plan, args.work), row_key), plan)
+        return current_rows(run_protocol(plan, args.work, workers=args.workers), plan)
+
+    rows = rows_of(plan)
+    slabs = None
+    if args.slabs:
+        from dmic_core.protocol.slabs import pooled_protocol_rows, slab_plans
+
+        moved = slab_plans(plan, args.work)
+        rows = pooled_protocol_rows(rows, {k: rows_of(p) for k, p in moved.items()})
+        slabs = {k: {v.name: list(v.slices) for v in p.volumes} for k, p in moved.items()}
+    out = args.out or Path("docs/results/evaluation_slabs" if args.slabs else "docs/results/evaluation")
     after = sys.argv[sys.argv.index("evaluate") + 1:] if "evaluate" in sys.argv else []
     command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
-    paths = write_report(rows, plan, args.out, command=command,
+    paths = write_report(rows, plan, out, command=command, slabs=slabs,
                          wall_seconds=None if args.report_only else time.perf_counter() - start)
     print_json({"points": len(rows), **{k: str(v) for k, v in paths.items()}})
     return 0

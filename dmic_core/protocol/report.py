@@ -12,6 +12,7 @@ import pandas as pd
 from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
 from dmic_core.protocol.methods import ON_LABEL, ORACLE, ORACLE_EXTENDED, TWO_LEVEL_BG, TWO_LEVEL_ON_LABEL
 from dmic_core.protocol.run import QP_I_METHODS, QP_METHODS, ProtocolPlan
+from dmic_core.protocol.volumes import SLAB
 from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
 from dmic_core.segmentation.config import NAMED_WEIGHTS
 
@@ -27,11 +28,12 @@ def curve_order(plan: ProtocolPlan) -> list[str]:
 
 
 def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path, *, wall_seconds: float | None,
-                 command: str) -> dict[str, Path]:
+                 command: str, slabs: dict[str, dict[str, list[int]]] | None = None) -> dict[str, Path]:
     """The protocol's markdown, plotly HTML, JSON summary and points CSV under ``out``.
 
     ``wall_seconds``: the time of the run that coded the last points; ``None`` for a report
     rebuilt from the log alone (``--report-only``), which says so instead of a time.
+    ``slabs``: the moved slabs (offset -> volume -> slices) whose points ``rows`` pools, if any.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,8 +50,14 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         + f"{len(points)} points, "
         f"{_point_hours(points):.2f} h of point time summed over them (decide, encode, decode, segment, "
         "score; the runs that wrote the log may have overlapped them in parallel workers).", "",
-        "Volumes: " + ", ".join(f"{v.name} (slices {v.slices[0]}:{v.slices[1]}, vs {v.reference})"
-                                for v in plan.volumes) + ".", "",
+        "Volumes: " + ", ".join(f"{v.name} (slices {v.slices[0]}:{v.slices[1]}"
+                                + "".join(f", {moved[f'{v.name}+slab{k}'][0]}:{moved[f'{v.name}+slab{k}'][1]}"
+                                          for k, moved in (slabs or {}).items() if f"{v.name}+slab{k}" in moved)
+                                + f", vs {v.reference})" for v in plan.volumes) + ".", "",
+        *([f"{1 + len(slabs)} slabs per labelled volume, pooled (`--slabs`): at each setting the bits of the slabs summed "
+           f"and their mIoU averaged, so a volume's BD-rate rests on {(1 + len(slabs)) * SLAB} frames; a curve missing on a slab "
+           "is left out of that volume. The real CT keeps its one slab (it has no label outside it). The "
+           "points below count pooled points.", ""] if slabs else []),
         f"BD against constant-QP HEVC (`hevc`) on mIoU, upper envelopes, over the shared mIoU range; "
         f"n/a when the curves share less than {MIN_BD_OVERLAP:.0%} of their joint range. Intervals: "
         "95% percentile bootstrap over volumes. 'beats best map': volumes where the curve's BD-rate is "
@@ -79,7 +87,7 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
     paths["json"].write_text(json.dumps({
         "command": command, "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1), "points": len(points),
         "point_hours": round(_point_hours(points), 3),
-        "volumes": [v.as_dict() for v in plan.volumes], "agents": {k: repo_relative(v) for k, v in plan.agents.items()},
+        "volumes": [v.as_dict() for v in plan.volumes], "pooled_slabs": slabs, "agents": {k: repo_relative(v) for k, v in plan.agents.items()},
         "segmenter": plan.segmenter, "qps": list(plan.qps), "qp_is": list(plan.qp_is), "lambdas": list(plan.lambdas),
         "min_overlap": MIN_BD_OVERLAP,
         "per_volume": json.loads(per_volume.to_json(orient="records")),

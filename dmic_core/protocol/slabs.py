@@ -11,13 +11,16 @@ for the evaluation benches and for choosing on validation volumes alike.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from dmic_core.protocol.volumes import SLAB, EvaluationVolume
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from dmic_core.protocol.run import ProtocolPlan
 
 #: Frame offsets of the extra slabs: the 33 frames below and above a volume's slab.
 SLAB_OFFSETS: tuple[int, ...] = (-SLAB, SLAB)
@@ -55,24 +58,57 @@ def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], w
     return out
 
 
-def plain_volume(name: "pd.Series") -> "pd.Series":
+def plain_name(name: str) -> str:
     """The volume a moved slab's name belongs to (``phantom-9000+slab-33`` -> ``phantom-9000``)."""
-    return name.str.split("+").str[0]
+    return name.split("+")[0]
+
+
+def plain_volume(names: "pd.Series") -> "pd.Series":
+    """:func:`plain_name` of every name."""
+    return names.map(plain_name)
 
 
 def pooled(points: Mapping[str, "pd.DataFrame"]) -> "pd.DataFrame":
     """One curve per (volume, curve) from several slabs' points of the same setting: bits summed
-    (bpp averaged, the slabs are the same size) and mIoU averaged. A setting missing on any slab is
-    left out, so every pooled point covers the same frames."""
+    (bpp averaged, the slabs are the same size), mIoU and PSNR averaged, point times summed. Points
+    that carry the oracle's ``fg``/``bg`` pool per pair. A setting missing on any slab is left out,
+    so every pooled point covers the same frames."""
     import pandas as pd
 
     frames = [rows.assign(volume=plain_volume(rows.volume), slab=slab) for slab, rows in points.items()]
     every = pd.concat(frames, ignore_index=True)
-    counts = every.groupby(["volume", "curve", "setting"]).slab.nunique()
-    complete = counts[counts == len(points)].index
-    every = every.set_index(["volume", "curve", "setting"]).loc[complete].reset_index()
-    return (every.groupby(["volume", "curve", "setting"], as_index=False)
-            .agg(bpp=("bpp", "mean"), miou=("miou", "mean"), psnr_hu=("psnr_hu", "mean"), method=("method", "first")))
+    keys = ["volume", "curve", "setting"] + [k for k in ("fg", "bg") if k in every]
+    groups = every.groupby(keys, dropna=False)
+    every = every[groups.slab.transform("nunique") == len(points)]
+    aggregate = {"bpp": ("bpp", "mean"), "miou": ("miou", "mean"), "psnr_hu": ("psnr_hu", "mean"),
+                 "method": ("method", "first")}
+    if "seconds" in every:
+        aggregate["seconds"] = ("seconds", "sum")
+    return every.groupby(keys, as_index=False, dropna=False).agg(**aggregate)
 
 
-__all__ = ["SLAB_OFFSETS", "plain_volume", "pooled", "slab_variants"]
+def slab_plans(plan: "ProtocolPlan", work: Path, offsets: Sequence[int] = SLAB_OFFSETS) -> dict[str, "ProtocolPlan"]:
+    """``plan`` on its labelled volumes' moved slabs, one plan per offset (``"-33"``, ``"+33"``):
+    the same methods, agents, grids and segmenter. Each has a point log of its own (its slabs key
+    the fingerprint), so a rerun codes only what is missing."""
+    return {f"{offset:+d}": replace(plan, volumes=moved)
+            for offset, moved in slab_variants(plan.volumes, offsets, work).items()}
+
+
+def pooled_protocol_rows(rows: list[dict[str, Any]], moved: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The protocol's rows with every labelled volume's curves pooled over its slabs (``rows``: the
+    protocol's own slab; ``moved``: each moved slab's rows). A volume without moved slabs (the real
+    CT, which has no label outside its heart slab) keeps its single slab's rows."""
+    import pandas as pd
+
+    every = pd.DataFrame(rows)
+    if not moved or every.empty:
+        return rows
+    names = {plain_name(r["volume"]) for slab in moved.values() for r in slab}
+    single = every[~every.volume.isin(names)]
+    points = {"0": every[every.volume.isin(names)], **{k: pd.DataFrame(v) for k, v in moved.items()}}
+    three = pooled(points)
+    return pd.concat([single, three], ignore_index=True).to_dict(orient="records")
+
+
+__all__ = ["SLAB_OFFSETS", "plain_name", "plain_volume", "pooled", "pooled_protocol_rows", "slab_plans", "slab_variants"]
