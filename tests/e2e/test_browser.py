@@ -53,10 +53,17 @@ def phantom_files(tmp_path_factory):
     from dmic_core.datasets.phantom import generate_phantom
     from dmic_core.io import save_nifti
 
+    from dmic_core.evaluation.case import load_case
+    from dmic_core.maps import foreground_ctus
+
     folder = tmp_path_factory.mktemp("phantom")
-    volume, label = generate_phantom(11, n_slices=12, size=128)
+    volume, label = generate_phantom(12, n_slices=12, size=128)
     image = save_nifti(volume, volume.hu, folder / "phantom.nii.gz")
     mask = save_nifti(volume, label.astype("uint8"), folder / "phantom_label.nii.gz")
+    # the Compare page's QP-offset map needs CTUs both inside and outside the model's mask on every
+    # frame: a DMIC map that protects every CTU of a frame sets no offsets there to draw
+    fg = foreground_ctus(load_case(image, mask).reference.roi).reshape(12, -1)
+    assert fg.any(axis=1).all() and (~fg).any(axis=1).all(), fg.sum(axis=1)
     return image, mask
 
 
