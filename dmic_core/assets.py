@@ -19,7 +19,7 @@ MANIFEST = "manifest.json"
 #: The shipped agent checkpoints a user can choose for DMIC jobs (measured results in their model
 #: cards and ``docs/results/``); which one is the default is :data:`dmic_core.defaults.DEFAULT_AGENTS`.
 SHIPPED_AGENTS = {
-    "agents_dmic.pt": "paper action space, tuned on coronary phantoms",
+    "agents_dmic.pt": "paper action space, vessel CTUs never coarser than the frame QP, tuned on coronary phantoms",
     "agents_extended.pt": "extended action space (coarser background, lower PSNR), tuned on coronary phantoms",
     "agents_pretrained.pt": "paper action space, source-domain pretraining only",
 }
