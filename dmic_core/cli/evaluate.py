@@ -71,6 +71,7 @@ def run(args) -> int:
                             methods=tuple(args.methods or ALL_METHODS), segmenter=args.segmenter)
     except ValueError as exc:
         raise DmicInputError(str(exc)) from None
+
     def rows_of(plan: ProtocolPlan) -> list[dict]:
         if args.report_only:
             from dmic_core.protocol.run import log_path, row_key
