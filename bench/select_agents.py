@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,14 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     points = pd.DataFrame(current_rows(run_protocol(plan, args.work, workers=args.workers), plan))
     slabs = {}
     if args.slabs:
-        from dmic_core.protocol.slabs import SLAB_OFFSETS, pooled, slab_variants
+        from dmic_core.protocol.slabs import pooled, slab_plans
 
         per_slab = {"0": points}
-        for offset, moved in slab_variants(volumes, SLAB_OFFSETS, args.work).items():
-            moved_plan = replace(plan, volumes=moved)
-            per_slab[f"{offset:+d}"] = pd.DataFrame(current_rows(run_protocol(moved_plan, args.work, workers=args.workers),
-                                                                 moved_plan))
-            slabs[f"{offset:+d}"] = [list(v.slices) for v in moved]
+        for offset, moved in slab_plans(plan, args.work).items():
+            per_slab[offset] = pd.DataFrame(current_rows(run_protocol(moved, args.work, workers=args.workers), moved))
+            slabs[offset] = [list(v.slices) for v in moved.volumes]
         points = pooled(per_slab)
     per_volume = per_volume_bd(points)
     summary = summarise(per_volume)

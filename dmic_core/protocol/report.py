@@ -12,7 +12,8 @@ import pandas as pd
 from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
 from dmic_core.protocol.methods import ON_LABEL, ORACLE, ORACLE_EXTENDED, TWO_LEVEL_BG, TWO_LEVEL_ON_LABEL
 from dmic_core.protocol.run import QP_I_METHODS, QP_METHODS, ProtocolPlan
-from dmic_core.protocol.volumes import SLAB
+from dmic_core.protocol.slabs import slab_name
+from dmic_core.protocol.volumes import SLAB, EvaluationVolume
 from dmic_core.protocol.summary import figure, markdown, per_volume_bd, summarise
 from dmic_core.segmentation.config import NAMED_WEIGHTS
 
@@ -20,6 +21,13 @@ from dmic_core.segmentation.config import NAMED_WEIGHTS
 def _point_hours(points: pd.DataFrame) -> float:
     """Sum of the points' own wall times (``seconds`` of each row), in hours."""
     return float(points["seconds"].sum()) / 3600.0 if "seconds" in points else 0.0
+
+
+def _slices_of(volume: EvaluationVolume, slabs: dict[str, dict[str, list[int]]] | None) -> list[tuple[int, int]]:
+    """The protocol slab of ``volume``, then each moved slab of it that ``slabs`` (offset -> moved name
+    -> slices) holds."""
+    moved = [(offset, names.get(slab_name(volume.name, int(offset)))) for offset, names in (slabs or {}).items()]
+    return [tuple(volume.slices), *(tuple(s) for _, s in moved if s is not None)]
 
 
 def curve_order(plan: ProtocolPlan) -> list[str]:
@@ -50,9 +58,7 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
         + f"{len(points)} points, "
         f"{_point_hours(points):.2f} h of point time summed over them (decide, encode, decode, segment, "
         "score; the runs that wrote the log may have overlapped them in parallel workers).", "",
-        "Volumes: " + ", ".join(f"{v.name} (slices {v.slices[0]}:{v.slices[1]}"
-                                + "".join(f", {moved[f'{v.name}+slab{k}'][0]}:{moved[f'{v.name}+slab{k}'][1]}"
-                                          for k, moved in (slabs or {}).items() if f"{v.name}+slab{k}" in moved)
+        "Volumes: " + ", ".join(f"{v.name} (slices " + ", ".join(f"{a}:{b}" for a, b in _slices_of(v, slabs))
                                 + f", vs {v.reference})" for v in plan.volumes) + ".", "",
         *([f"{1 + len(slabs)} slabs per labelled volume, pooled (`--slabs`): at each setting the bits of the slabs summed "
            f"and their mIoU averaged, so a volume's BD-rate rests on {(1 + len(slabs)) * SLAB} frames; a curve missing on a slab "

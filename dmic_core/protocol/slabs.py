@@ -33,6 +33,12 @@ def _frames(image: str) -> int:
     return load_volume(image).n_frames
 
 
+def slab_name(volume: str, offset: int, label_region: bool = False) -> str:
+    """The name of ``volume``'s slab moved by ``offset`` frames (``phantom-9000+slab-33``; ``+label``
+    when the methods protect the label's CTUs)."""
+    return f"{volume}+slab{offset:+d}" + ("+label" if label_region else "")
+
+
 def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], work: Path,
                   label_region: bool = False) -> dict[int, list[EvaluationVolume]]:
     """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
@@ -47,7 +53,7 @@ def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], w
                 continue
             frames = _frames(vol.image)
             start = max(0, min(vol.slices[0] + offset, frames - SLAB))
-            name = f"{vol.name}+slab{offset:+d}" + ("+label" if label_region else "")
+            name = slab_name(vol.name, offset, label_region)
             link = Path(work) / "volumes" / f"{name}.img.nii.gz"
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
@@ -111,4 +117,5 @@ def pooled_protocol_rows(rows: list[dict[str, Any]], moved: Mapping[str, list[di
     return pd.concat([single, three], ignore_index=True).to_dict(orient="records")
 
 
-__all__ = ["SLAB_OFFSETS", "plain_name", "plain_volume", "pooled", "pooled_protocol_rows", "slab_plans", "slab_variants"]
+__all__ = ["SLAB_OFFSETS", "plain_name", "plain_volume", "pooled", "pooled_protocol_rows", "slab_name", "slab_plans",
+           "slab_variants"]
