@@ -21,6 +21,10 @@ Usage::
     python bench/roi_gate.py --data work_dirs/agents_train/phantoms --seeds 6008,6000,6020,6012,6018,6013 \\
         --roi gate:0.9 --methods two_level_ext,dmic --workers 2
 
+``--slabs`` pools every labelled volume's curves over three 33-frame slabs (the protocol's slab and
+the 33 frames below and above it), as ``dmic evaluate --slabs`` does: a rule's mask is made once on
+the whole volume, and each slab protects its part of it.
+
 Prints the per-volume BD-rates and means and writes ``bench/results/roi_gate.json`` (point log
 under ``--work``, so a rerun only adds what is missing). A rule chosen that way is then reported
 on the protocol's evaluation volumes with ``--evaluation --work work_dirs/evaluate`` (the plain
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", default="assets/agents_dmic.pt", help="checkpoint of the dmic curve")
     parser.add_argument("--work", type=Path, default=Path("work_dirs/roi_gate"))
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--slabs", action="store_true",
+                        help="pool every labelled volume's curves over three 33-frame slabs (its slab and the 33 "
+                             "frames below and above, dmic_core.protocol.slabs): a third of one slab's noise")
     parser.add_argument("--out", type=Path, default=RESULTS / "roi_gate.json")
     args = parser.parse_args(argv)
 
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from dmic_core.datasets.seeds import selection_seeds
     from dmic_core.methods.registry import ANCHOR
     from dmic_core.protocol.run import AGENTS, ProtocolPlan, agents_curve, current_rows, run_protocol
+    from dmic_core.protocol.slabs import pooled_protocol_rows, slab_plans
     from dmic_core.protocol.summary import per_volume_bd, summarise
     from dmic_core.protocol.volumes import evaluation_volumes, phantom_volume
 
@@ -143,9 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     rules = [parse_rule(r) for r in (args.roi or ["gate:0.9"])]
     plan_plain = ProtocolPlan(plain, agents, oracle_volumes=0, methods=(ANCHOR, *methods))
     start = time.perf_counter()
-    log = run_protocol(plan_plain, args.work, workers=args.workers)
     curves = {ANCHOR, *(m for m in methods if m != AGENTS), *agents}
-    rows = [r for r in current_rows(log, plan_plain) if r["curve"] in curves]  # not the log's other curves
+
+    def rows_of(plan: ProtocolPlan, work: Path) -> list[dict]:
+        """``plan``'s rows of ``curves`` (not the log's other curves), pooled over three slabs with --slabs."""
+        def run(p: ProtocolPlan) -> list[dict]:
+            return [r for r in current_rows(run_protocol(p, work, workers=args.workers), p) if r["curve"] in curves]
+        rows = run(plan)
+        if not args.slabs:
+            return rows
+        return pooled_protocol_rows(rows, {key: run(moved) for key, moved in slab_plans(plan, work).items()})
+
+    rows = rows_of(plan_plain, args.work)
     for kind, value in rules:
         tag = rule_tag(kind, value)
         variant = []
@@ -160,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = ProtocolPlan(variant, agents, oracle_volumes=0, methods=tuple(methods))
         # a log of their own: the plain curves' log (with --evaluation, the protocol's) holds only
         # the volumes its report reads
-        log = run_protocol(plan, args.work / VARIANTS, workers=args.workers)
-        for row in current_rows(log, plan):  # the variant's curves join their plain volume, renamed
+        for row in rows_of(plan, args.work / VARIANTS):  # the variant's curves join their plain volume, renamed
             rows.append({**row, "volume": row["volume"].split("+")[0], "curve": f"{row['curve']}+{tag}"})
     points = pd.DataFrame(rows)
     per_volume = per_volume_bd(points)
@@ -172,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python bench/roi_gate.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "volumes_role": "evaluation" if args.evaluation else "validation",
+        "volumes_role": "evaluation" if args.evaluation else "validation", "pooled_slabs": bool(args.slabs),
         "volumes": [v.as_dict() for v in plain], "rules": [f"{k}:{v}" if k == "model" else f"{k}:{v:g}" for k, v in rules],
         "seconds": round(time.perf_counter() - start, 1),
         "per_volume": json.loads(per_volume.to_json(orient="records")),

@@ -33,6 +33,25 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def paired_to_first(per_volume, curves: list[str]) -> dict[str, dict]:
+    """Each later candidate's per-volume BD-rate minus the first's (the incumbent's), on the volumes
+    where both have one: mean, 95% bootstrap interval and the volumes where it is lower."""
+    from dmic_core.metrics.stats import bootstrap_mean_ci
+
+    rate = per_volume.pivot(index="volume", columns="method", values="bd_rate_pct")
+    out = {}
+    for curve in curves[1:]:
+        if curve not in rate or curves[0] not in rate:
+            continue
+        d = (rate[curve] - rate[curves[0]]).dropna()
+        if d.empty:
+            continue
+        ci = bootstrap_mean_ci(d.values)
+        out[f"{curve} minus {curves[0]}"] = {"mean": ci.mean, "low": ci.low, "high": ci.high,
+                                             "volumes": int(d.size), "lower_on": int((d < 0).sum())}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with phantom-<seed>.img/.label.nii.gz")
@@ -84,13 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     print(summary[["curve", "volumes", "bd_rate_mean", "bd_miou_mean", "beats_best_map"]].to_string(index=False))
     winner, choice = choose_curve(per_volume, candidates)
     print(choice.to_string(index=False))
+    paired = paired_to_first(per_volume, list(candidates))
+    for name, d in paired.items():
+        print(f"{name}: {d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] points, lower on {d['lower_on']}/{d['volumes']}")
     print(f"winner on validation (most volumes with a BD, then the paired mean): {winner}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python bench/select_agents.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "validation_volumes": [v.as_dict() for v in volumes], "pooled_slabs": slabs or None,
         "candidates": {k: repo_relative(v) for k, v in candidates.items()},
-        "winner": winner, "choice": json.loads(choice.to_json(orient="records")), "seconds": round(time.perf_counter() - start, 1),
+        "winner": winner, "choice": json.loads(choice.to_json(orient="records")), "paired": paired,
+        "seconds": round(time.perf_counter() - start, 1),
         "per_volume": json.loads(per_volume.to_json(orient="records")),
         "summary": json.loads(summary.to_json(orient="records")),
     }, indent=1, default=str) + "\n")

@@ -78,6 +78,28 @@ def test_a_restricted_space_masks_foreground_choices_and_keeps_the_network_s_out
     np.testing.assert_array_equal(after.offsets[~after.foreground], before.offsets[~before.foreground])
 
 
+def test_agents_that_drop_small_regions_leave_a_blob_s_ctu_to_the_background_across_a_checkpoint(tmp_path):
+    torch.manual_seed(4)
+    plain = DMICAgents(PAPER).eval()
+    plain.save(tmp_path / "plain.pt", half=False)
+    assert "region" not in torch.load(tmp_path / "plain.pt", weights_only=True)  # reads as before
+    hu, mask = _clip()  # a 2,200-voxel bar in every frame and a 4-voxel blob in frame 2, CTU (2, 0)
+    before = plain.decide(hu, mask, 5.0)
+    assert before.foreground[2, 2, 0] and before.offsets[2, 2, 0] in PAPER.fg_offsets
+    cleaned = DMICAgents.load(tmp_path / "plain.pt").drop_small_regions(10)
+    cleaned.save(tmp_path / "cleaned.pt", half=False)
+    loaded = DMICAgents.load(tmp_path / "cleaned.pt").eval()
+    assert loaded.min_component_voxels == 10 and DMICAgents.load(tmp_path / "plain.pt").min_component_voxels == 0
+    after = loaded.decide(hu, mask, 5.0)
+    assert not after.foreground[2, 2, 0] and after.offsets[2, 2, 0] in PAPER.bg_offsets
+    # the bar is kept whole, so every other CTU is classed as before
+    others = np.ones_like(after.foreground)
+    others[2, 2, 0] = False
+    np.testing.assert_array_equal(after.foreground[others], before.foreground[others])
+    with pytest.raises(ValueError, match=">= 0"):
+        plain.drop_small_regions(-1)
+
+
 def test_offset_projection_and_clipping():
     fg = np.array([True, True, False, False])
     out = PAPER.project_offsets(np.array([5.0, -7.0, -3.0, 100.0]), fg)

@@ -256,6 +256,10 @@ def test_small_components_are_dropped_across_frames_and_large_ones_kept_whole():
     assert drop_small_components(mask, 41).sum() == 0
     assert (drop_small_components(mask, 0) == mask).all()
     assert drop_small_components(np.zeros((2, 8, 8)), 10).sum() == 0
+    # keep_ends: the vessel and the 2-voxel pair touch the first or last frame (they may go on
+    # beyond it) and stay; the blob inside the frames goes
+    ends = drop_small_components(mask, 41, keep_ends=True)
+    assert ends.sum() == 42 and not ends[1, 40:42, 40:42].any() and ends[3, 51, 51]
 
 
 def test_ctu_agreement_counts_missed_and_empty_ctus():
@@ -383,3 +387,21 @@ def test_pooled_protocol_rows_pool_labelled_volumes_per_oracle_pair_and_the_repo
     text = paths["markdown"].read_text()
     assert "3 slabs per labelled volume, pooled" in text and "slices " in text and ", 0:24, 0:24, vs label" in text
     assert json.loads(paths["json"].read_text())["pooled_slabs"] == slabs
+
+
+def test_a_volumes_region_file_moves_with_its_slabs_and_a_variants_slabs_pool_under_its_plain_name(tiny, tmp_path):
+    """A mask rule under study (``bench/roi_gate.py --slabs``) protects the same region file on every
+    slab, and its curves pool like the plain volume's instead of staying a single slab."""
+    from dmic_core.protocol.slabs import SLAB_OFFSETS, pooled_protocol_rows, slab_variants
+
+    plan, log, _ = tiny
+    vol = plan.volumes[0]
+    region = str(tmp_path / "rule.roi.nii.gz")
+    variant = EvaluationVolume(f"{vol.name}+cc500", vol.image, vol.label, (0, 24), vol.reference, region)
+    for offset, (m,) in slab_variants([variant], SLAB_OFFSETS, tmp_path).items():
+        assert m.roi == region and m.name == f"{vol.name}+cc500+slab{offset:+d}"
+    rows = [{**r, "volume": f"{r['volume']}+cc500"} for r in log if r["curve"] == "hevc"]
+    moved = {k: [{**r, "volume": f"{r['volume']}+slab{k}", "bpp": 2 * r["bpp"]} for r in rows] for k in ("-33", "+33")}
+    out = pd.DataFrame(pooled_protocol_rows(rows, moved))
+    assert len(out) == len(rows) and set(out.volume) == {vol.name}
+    assert out.bpp.sum() == pytest.approx(pd.DataFrame(rows).bpp.sum() * 5 / 3)

@@ -57,12 +57,34 @@ class DMICAgents(nn.Module):
         self.frame = FrameAgent(self.space.n_frame_actions)
         self.ctu = CTUAgent(self.space.n_ctu_actions)
         self.meta: dict[str, Any] = {}
+        #: 3-D connected components of the task mask smaller than this (voxels) are dropped before
+        #: deciding (0: the mask as given); see :meth:`drop_small_regions`
+        self.min_component_voxels = 0
 
     def restrict_foreground(self, fg_offsets: tuple[int, ...]) -> "DMICAgents":
         """The same networks deciding in :meth:`ActionSpace.restricted`: foreground CTUs choose
         only among ``fg_offsets`` (their preferred allowed offset, the others masked out)."""
         self.space = self.space.restricted(fg_offsets)
         return self
+
+    def drop_small_regions(self, min_voxels: int) -> "DMICAgents":
+        """The same networks protecting only the mask's 3-D connected components of at least
+        ``min_voxels`` voxels: the segmenter's false positives are mostly small isolated blobs,
+        and with vessel CTUs kept at offset 0 each of their CTUs costs vessel quality for nothing.
+        Components that touch the clip's first or last frame are kept: they may go on beyond it,
+        so a 33-frame slab is judged as the whole volume would be."""
+        if min_voxels < 0:
+            raise ValueError(f"min_voxels must be >= 0, got {min_voxels}")
+        self.min_component_voxels = int(min_voxels)
+        return self
+
+    def region(self, mask: np.ndarray) -> np.ndarray:
+        """The part of ``mask`` these agents protect (:meth:`drop_small_regions`)."""
+        if self.min_component_voxels <= 0:
+            return mask
+        from dmic_core.maps import drop_small_components
+
+        return drop_small_components(mask, self.min_component_voxels, keep_ends=True)
 
     # ------------------------------------------------------------------------------ decisions
     def ctu_action_mask(self, foreground: torch.Tensor) -> torch.Tensor:
@@ -75,13 +97,14 @@ class DMICAgents(nn.Module):
         """QP decision for a clip ``hu`` ``(F, H, W)`` with task mask ``mask`` at trade-off ``lam``.
 
         Args:
+            mask: the segmenter's mask of the clip; the agents protect :meth:`region` of it.
             deterministic: argmax actions (else sampled with ``generator``).
             qp_i: force the I-frame QP (the CTU agent still decides the offsets).
         """
         t0 = time.perf_counter()
         n, h, w = hu.shape
         rows, cols = ctu_grid_shape(h, w)
-        fplanes, base = clip_state(hu, mask)
+        fplanes, base = clip_state(hu, self.region(mask))
         fplanes = fplanes[None]
         ctx = lambda_context([lam])
         t1 = time.perf_counter()
@@ -118,6 +141,8 @@ class DMICAgents(nn.Module):
             "state": state,
             "meta": {**self.meta, **(meta or {})},
         }
+        if self.min_component_voxels:  # absent otherwise: a checkpoint without a rule reads as before
+            payload["region"] = {"min_component_voxels": self.min_component_voxels}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -155,6 +180,7 @@ class DMICAgents(nn.Module):
             raise DmicInputError(f"agents checkpoint does not fit the agents ({_one_line(exc)})",
                                  path) from exc
         agents.meta = dict(payload.get("meta", {}))
+        agents.min_component_voxels = int(payload.get("region", {}).get("min_component_voxels", 0))
         return agents
 
 

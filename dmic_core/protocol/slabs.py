@@ -44,7 +44,8 @@ def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], w
     """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
     volume), under a linked image path: the runner tells volumes apart by their image file, and a
     moved volume is named ``<name>+slab<offset>``. With ``label_region`` the methods protect the
-    label's CTUs instead of the segmenter's (a bound, named ``...+label``)."""
+    label's CTUs instead of the segmenter's (a bound, named ``...+label``); without it a volume's
+    own region file (:attr:`EvaluationVolume.roi`, e.g. a mask rule under study) moves with it."""
     out = {}
     for offset in offsets:
         moved = []
@@ -59,7 +60,7 @@ def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], w
             if not link.exists():
                 link.symlink_to(Path(vol.image).resolve())
             moved.append(EvaluationVolume(name, str(link), vol.label, (start, start + SLAB), vol.reference,
-                                          vol.label if label_region else None))
+                                          vol.label if label_region else vol.roi))
         out[offset] = moved
     return out
 
@@ -111,8 +112,9 @@ def pooled_protocol_rows(rows: list[dict[str, Any]], moved: Mapping[str, list[di
     if not moved or every.empty:
         return rows
     names = {plain_name(r["volume"]) for slab in moved.values() for r in slab}
-    single = every[~every.volume.isin(names)]
-    points = {"0": every[every.volume.isin(names)], **{k: pd.DataFrame(v) for k, v in moved.items()}}
+    has_slabs = plain_volume(every.volume).isin(names)  # a variant's name (``<volume>+cc500``) too
+    single = every[~has_slabs]
+    points = {"0": every[has_slabs], **{k: pd.DataFrame(v) for k, v in moved.items()}}
     three = pooled(points)
     return pd.concat([single, three], ignore_index=True).to_dict(orient="records")
 
