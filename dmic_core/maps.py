@@ -76,7 +76,9 @@ def drop_small_components(mask: np.ndarray, min_voxels: int, keep_ends: bool = F
     The segmenter's false positives are mostly small isolated blobs, while the coronary tree is a
     few large connected components: on six validation slabs, dropping components under 50 voxels
     cut the share of the mask's CTUs without label from 16% to 10% and lost no CTU of the label.
-    The default agents apply it to the mask they are given (:meth:`DMICAgents.drop_small_regions`).
+    An agents checkpoint can apply it to the mask it is given (:meth:`DMICAgents.drop_small_regions`).
+    The shipped default does not: the rule won on the validation phantoms but dropped the real CT's
+    vessel fragments (docs/agents.md), so the pipeline's mask is the model's own.
 
     ``keep_ends``: keep every component that touches the first or last frame. Such a component may
     go on beyond the frames at hand, so its size there says nothing: on a 33-frame slab, dropping
