@@ -63,24 +63,30 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.maximum_filter((mask > 0).astype(np.uint8), size=(1, 2 * radius + 1, 2 * radius + 1))
 
 
+def validation_seeds(text: str) -> list[int]:
+    """``--seeds``: seeds that may choose a setting (never evaluation or test seeds)."""
+    from dmic_core.datasets.seeds import selection_seeds
+
+    try:
+        return selection_seeds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with phantom-<seed>.img/.label.nii.gz")
-    parser.add_argument("--seeds", required=True, help="comma list of validation phantom seeds")
+    parser.add_argument("--seeds", required=True, type=validation_seeds, help="comma list of validation phantom seeds")
     parser.add_argument("--out", type=Path, default=RESULTS / "roi_ctu_rules.json")
     args = parser.parse_args(argv)
 
-    from dmic_core.datasets.seeds import selection_seeds
     from dmic_core.io import load_label, load_volume
     from dmic_core.maps import ctu_agreement, drop_small_components
     from dmic_core.protocol.slabs import SLAB_OFFSETS
     from dmic_core.protocol.volumes import SLAB, phantom_volume
     from dmic_core.segmentation import load_segmenter
 
-    try:
-        seeds = selection_seeds(args.seeds)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
+    seeds = args.seeds
     segmenter = load_segmenter("builtin")
     start = time.perf_counter()
     rows = []
