@@ -33,6 +33,16 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def same_files(candidates: dict[str, str]) -> list[str]:
+    """Names of candidates whose checkpoints have the same bytes (empty when all differ)."""
+    from dmic_core.assets import sha256
+
+    by_hash: dict[str, list[str]] = {}
+    for name, path in candidates.items():
+        by_hash.setdefault(sha256(Path(path)), []).append(name)
+    return next((names for names in by_hash.values() if len(names) > 1), [])
+
+
 def paired_to_first(per_volume, curves: list[str]) -> dict[str, dict]:
     """Each later candidate's per-volume BD-rate minus the first's (the incumbent's), on the volumes
     where both have one: mean, 95% bootstrap interval and the volumes where it is lower."""
@@ -83,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             raise SystemExit(f"candidate checkpoint not found: {path}")
         candidates[agents_curve(name)] = path
+    same = same_files(candidates)
+    if same:  # e.g. the incumbent named by its shipped path after the challenger was copied there
+        raise SystemExit(f"candidates {' and '.join(same)} are the same file: nothing to choose between them")
     volumes = [phantom_volume(s, args.data) for s in seeds]
     plan = ProtocolPlan(volumes, candidates, oracle_volumes=0, methods=(ANCHOR, *(HANDCRAFTED if args.maps else ()), AGENTS))
     start = time.perf_counter()
