@@ -49,7 +49,7 @@ def rule_masks(mask: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndar
         out[f"gate:{p:g}"] = gate_ctus_by_confidence(mask, probabilities, p)
     for n in (200, 500):
         out[f"components:{n}+gate:0.9"] = gate_ctus_by_confidence(out[f"components:{n}"], probabilities, 0.9)
-    for n in (200, 500):
+    for n in (200, 500):  # after every gate rule: the table's order
         for r in DILATIONS:
             out[f"components:{n}+dilate:{r}"] = dilate(out[f"components:{n}"], r)
     return out
@@ -82,24 +82,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from dmic_core.io import load_label, load_volume
     from dmic_core.maps import ctu_agreement, drop_small_components
-    from dmic_core.protocol.slabs import SLAB_OFFSETS
-    from dmic_core.protocol.volumes import SLAB, phantom_volume
+    from dmic_core.protocol.slabs import SLAB_OFFSETS, moved_slab
+    from dmic_core.protocol.volumes import phantom_volume
     from dmic_core.segmentation import load_segmenter
 
-    seeds = args.seeds
     segmenter = load_segmenter("builtin")
     start = time.perf_counter()
     rows = []
-    for seed in seeds:
+    for seed in args.seeds:
         vol = phantom_volume(seed, args.data)
         volume = load_volume(vol.image)
         label = load_label(vol.label, like=volume) > 0
         probabilities = segmenter.probabilities(volume)
         masks = rule_masks(segmenter.segment(volume), probabilities)
-        slabs = []
-        for offset in (0, *SLAB_OFFSETS):
-            first = max(0, min(vol.slices[0] + offset, volume.n_frames - SLAB))
-            slabs.append(slice(first, first + SLAB))
+        slabs = [slice(*moved_slab(vol.slices, offset, volume.n_frames)) for offset in (0, *SLAB_OFFSETS)]
         plain = masks["plain"]
         for n in SLAB_COMPONENTS:
             # the rule on each slab's own mask, as an agents checkpoint applies it to the clip it is given

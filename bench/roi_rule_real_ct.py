@@ -25,8 +25,6 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LUMENS = ("aorta", "pulmonary_artery", "brachiocephalic_trunk", "common_carotid_artery_left")
-SHELL_MM = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,26 +37,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from scipy import ndimage
 
-    from dmic_core.defaults import shared_data_dir
-    from dmic_core.io import load_label, load_volume
+    from dmic_core.io import load_volume
     from dmic_core.maps import drop_small_components, foreground_ctus
     from dmic_core.protocol.volumes import REAL_CT_SLICES, REAL_CT_ZOOM, real_ct_ccta
     from dmic_core.segmentation import load_segmenter
+    from dmic_core.segmentation.plausibility import SHELL_MM, signed_distance
+    from dmic_core.segmentation.realdata import load_crop
 
-    crop = shared_data_dir() / "cta-aorta-crop"
-    if not (crop / "ct.nii.gz").is_file():
-        raise SystemExit(f"real CT not found at {crop} (set DMIC_SHARED_DATA)")
-    original = load_volume(crop / "ct.nii.gz")
+    try:
+        crop = load_crop()
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc} (set DMIC_SHARED_DATA)") from None
     spec = real_ct_ccta(args.work / "volumes")
     zoomed = load_volume(spec.image)
     first, last = REAL_CT_SLICES
-    heart = load_label(crop / "heart.nii.gz", like=original) > 0
-    lumen = np.zeros_like(heart)
-    for name in LUMENS:
-        if (crop / f"{name}.nii.gz").is_file():
-            lumen |= load_label(crop / f"{name}.nii.gz", like=original) > 0
-    signed = np.where(heart, -ndimage.distance_transform_edt(heart, sampling=original.spacing),
-                      ndimage.distance_transform_edt(~heart, sampling=original.spacing))
+    lumen = crop.great_vessels | crop.other_vessels
+    signed = signed_distance(crop.heart, crop.spacing)
 
     def in_plane(a: np.ndarray) -> np.ndarray:  # the zoomed grid: every pixel split into ZOOM x ZOOM
         return np.repeat(np.repeat(a[first:last], REAL_CT_ZOOM, axis=1), REAL_CT_ZOOM, axis=2)

@@ -46,19 +46,16 @@ def same_files(candidates: dict[str, str]) -> list[str]:
 def paired_to_first(per_volume, curves: list[str]) -> dict[str, dict]:
     """Each later candidate's per-volume BD-rate minus the first's (the incumbent's), on the volumes
     where both have one: mean, 95% bootstrap interval and the volumes where it is lower."""
-    from dmic_core.metrics.stats import bootstrap_mean_ci
+    from dmic_core.protocol.summary import paired_difference
 
     rate = per_volume.pivot(index="volume", columns="method", values="bd_rate_pct")
     out = {}
     for curve in curves[1:]:
         if curve not in rate or curves[0] not in rate:
             continue
-        d = (rate[curve] - rate[curves[0]]).dropna()
-        if d.empty:
-            continue
-        ci = bootstrap_mean_ci(d.values)
-        out[f"{curve} minus {curves[0]}"] = {"mean": ci.mean, "low": ci.low, "high": ci.high,
-                                             "volumes": int(d.size), "lower_on": int((d < 0).sum())}
+        paired = paired_difference(rate[curve], rate[curves[0]])
+        if paired["volumes"]:
+            out[f"{curve} minus {curves[0]}"] = paired
     return out
 
 

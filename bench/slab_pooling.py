@@ -70,7 +70,7 @@ def pooled_methods(args, protocol_volumes, volumes, variants, methods, slabs, co
     from dmic_core.protocol.methods import ON_LABEL, TWO_LEVEL_ON_LABEL
     from dmic_core.protocol.run import AGENTS, AGENTS_ON_LABEL, ProtocolPlan, agents_curve
     from dmic_core.protocol.slabs import pooled, slab_variants
-    from dmic_core.protocol.summary import per_volume_bd
+    from dmic_core.protocol.summary import paired_difference, per_volume_bd
 
     uses_agents = AGENTS in methods or AGENTS_ON_LABEL in methods
     agents = {agents_curve(Path(args.agents).stem): args.agents} if uses_agents else {}
@@ -114,10 +114,7 @@ def pooled_methods(args, protocol_volumes, volumes, variants, methods, slabs, co
         for a in curves:  # paired differences, each pair once
             for b in curves:
                 if a < b:
-                    d = (rate[a] - rate[b]).dropna()
-                    ci = bootstrap_mean_ci(d.values)
-                    summary[f"{a} minus {b}"] = {"mean": ci.mean, "low": ci.low, "high": ci.high,
-                                                 "volumes": int(d.size), "lower_on": int((d < 0).sum())}
+                    summary[f"{a} minus {b}"] = paired_difference(rate[a], rate[b])
         out[label] = {"summary": summary, "per_volume": json.loads(rate.reset_index().to_json(orient="records"))}
         with pd.option_context("display.float_format", "{:+.1f}".format, "display.width", 200):
             print(f"--- {label}: BD-rate (%) against {ANCHOR} ---")

@@ -39,6 +39,12 @@ def slab_name(volume: str, offset: int, label_region: bool = False) -> str:
     return f"{volume}+slab{offset:+d}" + ("+label" if label_region else "")
 
 
+def moved_slab(slices: Sequence[int], offset: int, frames: int) -> tuple[int, int]:
+    """The 33-frame slab ``offset`` frames from ``slices``, kept inside a volume of ``frames`` frames."""
+    start = max(0, min(slices[0] + offset, frames - SLAB))
+    return start, start + SLAB
+
+
 def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], work: Path,
                   label_region: bool = False) -> dict[int, list[EvaluationVolume]]:
     """Per offset, each labelled volume with its slab moved by ``offset`` frames (kept inside the
@@ -52,14 +58,13 @@ def slab_variants(volumes: Sequence[EvaluationVolume], offsets: Sequence[int], w
         for vol in volumes:
             if vol.label is None:
                 continue
-            frames = _frames(vol.image)
-            start = max(0, min(vol.slices[0] + offset, frames - SLAB))
             name = slab_name(vol.name, offset, label_region)
             link = Path(work) / "volumes" / f"{name}.img.nii.gz"
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to(Path(vol.image).resolve())
-            moved.append(EvaluationVolume(name, str(link), vol.label, (start, start + SLAB), vol.reference,
+            moved.append(EvaluationVolume(name, str(link), vol.label, moved_slab(vol.slices, offset, _frames(vol.image)),
+                                          vol.reference,
                                           vol.label if label_region else vol.roi))
         out[offset] = moved
     return out
@@ -119,5 +124,5 @@ def pooled_protocol_rows(rows: list[dict[str, Any]], moved: Mapping[str, list[di
     return pd.concat([single, three], ignore_index=True).to_dict(orient="records")
 
 
-__all__ = ["SLAB_OFFSETS", "plain_name", "plain_volume", "pooled", "pooled_protocol_rows", "slab_name", "slab_plans",
+__all__ = ["SLAB_OFFSETS", "moved_slab", "plain_name", "plain_volume", "pooled", "pooled_protocol_rows", "slab_name", "slab_plans",
            "slab_variants"]

@@ -90,6 +90,14 @@ def _finite(v: Any) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def paired_difference(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    """``a - b`` per volume where both are defined: mean with its 95% bootstrap interval, the volumes
+    paired and those where ``a`` is lower (the paired comparisons of the report and the benches)."""
+    diff = (a - b).dropna()
+    ci = bootstrap_mean_ci(diff.values)
+    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "volumes": int(diff.size), "lower_on": int((diff < 0).sum())}
+
+
 def summarise(per_volume: pd.DataFrame) -> pd.DataFrame:
     """One row per curve: mean BD-rate / BD-mIoU with 95% intervals, wins and oracle share."""
     if per_volume.empty:
@@ -114,11 +122,10 @@ def summarise(per_volume: pd.DataFrame) -> pd.DataFrame:
             "beats_best_map": wins, "compared_with_map": int(comparable.sum()),
         }
         if mean_map is not None and curve != mean_map:  # paired difference to that map, per volume
-            diff = (values - rate[mean_map]).dropna()
-            dci = bootstrap_mean_ci(diff.values)
-            row.update({"vs_map": mean_map, "vs_map_mean": dci.mean, "vs_map_low": dci.low,
-                        "vs_map_high": dci.high, "vs_map_volumes": int(diff.size),
-                        "vs_map_wins": int((diff < 0).sum())})
+            paired = paired_difference(values, rate[mean_map])
+            row.update({"vs_map": mean_map, "vs_map_mean": paired["mean"], "vs_map_low": paired["low"],
+                        "vs_map_high": paired["high"], "vs_map_volumes": paired["volumes"],
+                        "vs_map_wins": paired["lower_on"]})
         for key, bound in BOUNDS.items():  # columns oracle_share_mean, oracle_volumes, oracle_pair_share_mean, ...
             if bound in rate.columns and curve not in BOUNDS.values():
                 both = values.notna() & rate[bound].notna() & (rate[bound] < 0)
@@ -203,5 +210,5 @@ def figure(points: pd.DataFrame, per_volume: pd.DataFrame, order: Iterable[str])
     return fig
 
 
-__all__ = ["BOUNDS", "choose_curve", "figure", "markdown", "per_volume_bd", "summarise", "with_extended_oracle",
+__all__ = ["BOUNDS", "choose_curve", "figure", "markdown", "paired_difference", "per_volume_bd", "summarise", "with_extended_oracle",
            "with_label_twin"]
