@@ -49,7 +49,10 @@ REAL_CT = shared_data_dir() / "cta-aorta-crop" / "ct.nii.gz"
 #: Held-out phantom seeds: disjoint from the segmenter's (1000-3009), the agents' source domain
 #: (5001-5012, 5900-5901) and the fine-tuning data of issue 5 (9100+).
 PHANTOM_SEEDS = (7001, 7002, 7003)
-REAL_CT_SLICES = (60, 93)
+#: The issue-4 report's real-CT slab, kept so that its committed logs resume. It lies inside the
+#: segmenters' real-texture training frames (``segmentation.realdata.TRAIN_FRAMES``); the agents'
+#: evaluation protocol codes held-out frames instead (``protocol.volumes.REAL_CT_SLICES``).
+SWEEP_REAL_CT_SLICES = (60, 93)
 SLAB = 33
 #: The library's methods, then this report's own curves (other agents, reference rules).
 BASE_METHODS = (*METHOD_NAMES, "dmic-tuned", "dmic-extended", "twolevel-ext", "gop8")
@@ -120,11 +123,11 @@ def volumes(names: list[str], work: Path) -> list[dict[str, Any]]:
     out = []
     for name in names:
         if name == "ct":
-            out.append({"name": "ct-aorta-crop", "image": str(REAL_CT), "label": None, "slices": REAL_CT_SLICES,
+            out.append({"name": "ct-aorta-crop", "image": str(REAL_CT), "label": None, "slices": SWEEP_REAL_CT_SLICES,
                         "reference": "segmentation of the original"})
         elif name == "ct-x4":
             out.append({"name": "ct-aorta-crop-x4", "image": str(real_ct_x4(work / "data")), "label": None,
-                        "slices": REAL_CT_SLICES, "reference": "segmentation of the original (0.375 mm)"})
+                        "slices": SWEEP_REAL_CT_SLICES, "reference": "segmentation of the original (0.375 mm)"})
         elif name.startswith("phantom-"):
             out.append(phantom_volume(int(name.split("-")[1]), work / "data"))
         else:

@@ -329,6 +329,19 @@ def test_a2c_trains_and_resumes(tiny_env, tmp_path, strategy, advantage):
     assert again.iteration == 3
 
 
+def test_training_refuses_agents_that_decide_on_a_cleaned_region(tiny_env):
+    """Training clips carry the whole mask; agents that drop small regions would learn on another
+    region than they decide on, so the trainer says so instead of training them silently."""
+    from dmic_core.agents.a2c import A2CConfig, A2CTrainer, TrainClip
+    from dmic_core.errors import DmicInputError
+
+    vol, seg, ref, cache, env = tiny_env
+    clip = TrainClip.from_volume(vol.hu, ref.roi, cache)
+    with pytest.raises(DmicInputError, match="at least 500 voxels"):
+        A2CTrainer(DMICAgents(TINY).drop_small_regions(500), [clip], A2CConfig(iterations=1))
+    assert A2CTrainer(DMICAgents(TINY).drop_small_regions(0), [clip], A2CConfig(iterations=1)).iteration == 0
+
+
 def test_action_values_agree_with_the_surrogate(tiny_env):
     """Every action value is the surrogate's clip reward of that action (no approximation)."""
     vol, seg, ref, cache, env = tiny_env

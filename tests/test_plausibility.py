@@ -161,3 +161,25 @@ def test_real_texture_sampler_reads_only_training_frames(crop):
             assert (w[lab > 0] == 1).all()  # synthetic vessels always count
             assert np.median(img[1][lab > 0]) > 200
     assert found >= 2
+
+
+@needs_crop
+def test_the_protocol_s_real_ct_slab_is_held_out_frames_of_the_same_crop_in_the_same_order(crop, tmp_path):
+    """The evaluation protocol codes the zoomed crop's slab :data:`REAL_CT_SLICES`: those frames must be
+    held-out frames of the segmenters' split (never sampled in training) and the zoomed file must keep
+    the crop's frame order, or the split would say nothing about the protocol's slab."""
+    from dmic_core.io import load_volume
+    from dmic_core.protocol.volumes import REAL_CT_SLICES, real_ct_ccta
+
+    first, last = REAL_CT_SLICES
+    held_out = crop.frames(EVAL_FRAMES)[:, 0, 0]
+    trained = crop.frames(TRAIN_FRAMES)[:, 0, 0]
+    assert held_out[first:last].all() and not trained[first:last].any()
+    assert crop.heart[first:last].any(), "the slab holds the heart base"
+    zoomed = load_volume(real_ct_ccta(tmp_path).image).hu
+    assert zoomed.shape[0] == crop.hu.shape[0]
+    per_frame = zoomed.reshape(zoomed.shape[0], -1).mean(axis=1)
+    original = crop.hu.reshape(crop.hu.shape[0], -1).mean(axis=1)
+    assert np.abs(per_frame - original).max() < 5.0  # HU: the same frame, only resampled in-plane
+    assert np.corrcoef(per_frame, original)[0, 1] > 0.999
+    assert np.abs(per_frame[::-1] - original).max() > 50.0  # reversed order would not match

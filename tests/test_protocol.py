@@ -405,3 +405,34 @@ def test_a_volumes_region_file_moves_with_its_slabs_and_a_variants_slabs_pool_un
     out = pd.DataFrame(pooled_protocol_rows(rows, moved))
     assert len(out) == len(rows) and set(out.volume) == {vol.name}
     assert out.bpp.sum() == pytest.approx(pd.DataFrame(rows).bpp.sum() * 5 / 3)
+
+
+def test_points_carry_over_only_for_volumes_a_changed_plan_codes_the_same_way(tiny, tmp_path):
+    """Moving one volume's slab gives a new fingerprint (a fresh log); the other volumes' rows are copied
+    over, the moved volume's are not, rows already in the new log are kept, and a plan with another
+    segmenter is refused (its points are not comparable)."""
+    from dataclasses import replace
+
+    from dmic_core.protocol.run import carry_over_points, fingerprint, log_path, row_key
+    from dmic_core.runs import PointLog
+
+    plan, log, _ = tiny
+    (vol,) = plan.volumes
+    other = EvaluationVolume("other", vol.image + ".other", None, (0, 6), "segmentation of the original")
+    old = replace(plan, volumes=[vol, other])
+    moved = replace(plan, volumes=[vol, replace(other, slices=(2, 8))])
+    assert fingerprint(old) != fingerprint(moved)
+    work = tmp_path / "work"
+    old_log = PointLog(log_path(old, work), row_key)
+    for row in log:
+        old_log.add(row)
+        old_log.add({**row, "volume": "other"})
+    kept = {**next(iter(log)), "miou": -1.0}
+    PointLog(log_path(moved, work), row_key).add(kept)
+    assert carry_over_points(old, moved, work) == len(log) - 1
+    new_log = PointLog(log_path(moved, work), row_key)
+    assert len(new_log) == len(log) and {r["volume"] for r in new_log} == {vol.name}
+    assert new_log.get(row_key(kept))["miou"] == -1.0
+    assert carry_over_points(old, moved, work) == 0
+    with pytest.raises(ValueError, match="segmenter"):
+        carry_over_points(old, replace(moved, segmenter="builtin-lite"), work)

@@ -167,6 +167,14 @@ class A2CTrainer:
                  out: str | Path | None = None, val_clips: Sequence[TrainClip] = ()):
         if not clips:
             raise ValueError("no training clips")
+        if agents.min_component_voxels:
+            from dmic_core.errors import DmicInputError
+
+            raise DmicInputError(
+                f"these agents protect only the mask's components of at least {agents.min_component_voxels} "
+                "voxels, but training clips carry the whole mask (states and surrogate): they would learn "
+                "on another region than they decide on. Train without the rule "
+                "(DMICAgents.drop_small_regions(0)) and set it again afterwards")
         shapes = {c.frame_planes.shape for c in clips}
         if len(shapes) != 1:
             raise ValueError(f"training clips must share one shape, got {sorted(shapes)}")

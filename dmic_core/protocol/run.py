@@ -122,22 +122,52 @@ class ProtocolPlan:
 
 def fingerprint(plan: "ProtocolPlan") -> str:
     """What makes a point comparable to another: the segmenter (its weights, and its name unless it
-    is the default), the coding setup and the x265 build. Points live under ``WORK/<fingerprint>/``,
-    so a retrained or another segmenter or another encoder starts a fresh log instead of mixing old
-    and new numbers."""
+    is the default), the coding setup, the x265 build and the volumes' slabs. Points live under
+    ``WORK/<fingerprint>/``, so a retrained or another segmenter or another encoder starts a fresh
+    log instead of mixing old and new numbers (:func:`carry_over_points` moves the points of the
+    volumes a changed plan still codes the same way)."""
     import hashlib
     import json
 
+    facts = {**_coding_facts(plan), "volumes": [v.as_dict()["slices"] for v in plan.volumes]}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _coding_facts(plan: "ProtocolPlan") -> dict[str, Any]:
+    """The fingerprint's facts other than the volumes: the models and the encoder."""
     from dmic_core.assets import sha256
     from dmic_core.codecs.x265 import x265_info
     from dmic_core.pipeline import TASK_CODING
     from dmic_core.segmentation.config import named_weights_path
 
     facts = {"segmenter": sha256(named_weights_path(plan.segmenter)), "coding": repr(TASK_CODING),
-             "x265": x265_info().get("version"), "volumes": [v.as_dict()["slices"] for v in plan.volumes]}
+             "x265": x265_info().get("version")}
     if plan.segmenter != "builtin":  # the default's logs keep the key they always had
         facts["segmenter_name"] = plan.segmenter
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return facts
+
+
+def carry_over_points(old: "ProtocolPlan", new: "ProtocolPlan", work: str | Path) -> int:
+    """Copy into ``new``'s log every row of ``old``'s log whose volume both plans code identically
+    (same name, image, label, slab and region), and return how many were added.
+
+    A plan that moves one volume's slab gets a new fingerprint and so a new log; its other
+    volumes' points are still valid (same models, coding and slabs) and need not be recoded. Rows
+    the new log already holds are kept. Refused when the plans differ in anything but their
+    volumes (segmenter weights, coding setup, x265 build)."""
+    if _coding_facts(old) != _coding_facts(new):
+        raise ValueError("the plans differ in segmenter, coding or encoder: their points are not comparable")
+    same = {v.name for v in new.volumes} & {v.name for v in old.volumes if v in new.volumes}
+    source = log_path(old, work)
+    if not source.is_file():
+        raise FileNotFoundError(f"no point log of the old plan at {source}")
+    target = PointLog(log_path(new, work), row_key)
+    added = 0
+    for row in PointLog(source, row_key):
+        if row["volume"] in same and row_key(row) not in target:
+            target.add(row)
+            added += 1
+    return added
 
 
 def job_key(volume: str, job: PointJob) -> tuple:
@@ -213,4 +243,4 @@ def run_protocol(plan: ProtocolPlan, work: str | Path, *, workers: int | None = 
     return points
 
 
-__all__ = ["AGENTS", "AGENTS_ON_LABEL", "ALL_METHODS", "DEFAULT_AGENTS_CURVE", "ON_LABEL", "agents_curve", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]
+__all__ = ["AGENTS", "AGENTS_ON_LABEL", "ALL_METHODS", "DEFAULT_AGENTS_CURVE", "ON_LABEL", "agents_curve", "carry_over_points", "fingerprint", "ORACLE", "ORACLE_EXTENDED", "ProtocolPlan", "current_rows", "QP_I_METHODS", "QP_METHODS", "run_protocol", "shipped_agents"]

@@ -6,7 +6,10 @@
 * the shared real CT crop (``../shared/data/cta-aorta-crop``) zoomed in-plane from 1.5 mm to
   0.375 mm (ImageCAS-like pixels, 8 x 8 CTUs instead of 2 x 2, so CTU-level methods have
   background CTUs to work with; zooming adds no detail), scored against the segmentation of the
-  original: it has no coronary labels.
+  original: it has no coronary labels. Its slab is the first 33 of the crop's held-out frames
+  (:data:`~dmic_core.segmentation.realdata.EVAL_FRAMES`): the heart base with the aortic root,
+  where the coronary arteries leave the aorta. The segmenters drew real texture from the frames
+  below (``TRAIN_FRAMES``); until 2026-12-01 the protocol coded frames 60-93, inside them.
 
 Volumes are written once under a work folder and reused, so a protocol run resumes.
 """
@@ -21,14 +24,16 @@ import numpy as np
 
 from dmic_core.datasets.seeds import EVALUATION_SEEDS
 from dmic_core.defaults import shared_data_dir
+from dmic_core.segmentation.realdata import EVAL_FRAMES
 
 if TYPE_CHECKING:
     from dmic_core.runs import CaseSpec
 
 #: Frames per evaluation slab (the paper's clips and the agents' decision benchmark).
 SLAB = 33
-#: Real CT: the slab of the crop that holds the heart and the aortic root.
-REAL_CT_SLICES = (60, 93)
+#: Real CT: the first slab of the crop's held-out heart frames (the heart base and aortic root),
+#: never sampled by the segmenters' training (:mod:`dmic_core.segmentation.realdata`).
+REAL_CT_SLICES = (EVAL_FRAMES[-1][0], EVAL_FRAMES[-1][0] + SLAB)
 #: In-plane zoom of the real crop: 1.5 mm -> 0.375 mm.
 REAL_CT_ZOOM = 4
 
