@@ -33,16 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("work_dirs/evaluate"))
     args = parser.parse_args(argv)
 
+    from dmic_core.errors import DmicInputError
+    from dmic_core.io import load_volume
     from dmic_core.protocol.run import ProtocolPlan, carry_over_points, fingerprint, log_path
     from dmic_core.protocol.volumes import evaluation_volumes
+    from dmic_core.volume import parse_slices
 
-    first, _, last = args.old_real_ct_slices.partition(":")
-    old_slab = (int(first), int(last))
     new = ProtocolPlan(evaluation_volumes(args.work / "volumes"))
-    if all(v.label is not None for v in new.volumes):
+    real = next((v for v in new.volumes if v.label is None), None)
+    if real is None:
         raise SystemExit("the plan has no real CT (is DMIC_SHARED_DATA set?)")
-    old = ProtocolPlan([v if v.label is not None else dataclasses.replace(v, slices=old_slab)
-                        for v in new.volumes])
+    try:
+        old_slab = parse_slices(args.old_real_ct_slices, load_volume(real.image).n_frames, real.image)
+    except DmicInputError as exc:
+        raise SystemExit(str(exc)) from None
+    old = ProtocolPlan([dataclasses.replace(v, slices=old_slab) if v is real else v for v in new.volumes])
     try:
         added = carry_over_points(old, new, args.work)
     except FileNotFoundError as exc:

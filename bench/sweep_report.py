@@ -101,22 +101,11 @@ def phantom_volume(seed: int, data_dir: Path) -> dict[str, Any]:
 def real_ct_x4(data_dir: Path, factor: int = 4) -> Path:
     """The real CT crop zoomed in-plane (linear) from 1.5 mm to 0.375 mm, the segmenter's training pixel
     and ImageCAS-like geometry: 504 x 480 frames, 8 x 8 CTUs instead of 2 x 2, so CTU-level methods
-    have background CTUs to work with. Slices (1.5 mm) and the world frame are unchanged."""
-    import nibabel as nib
-    from scipy.ndimage import zoom
+    have background CTUs to work with. Slices (1.5 mm) and the world frame are unchanged. The same
+    file as the evaluation protocol's (:func:`dmic_core.protocol.volumes.real_ct_ccta`)."""
+    from dmic_core.protocol.volumes import real_ct_ccta
 
-    out = data_dir / f"ct-aorta-crop-x{factor}.nii.gz"
-    if not out.is_file():
-        image = nib.load(str(REAL_CT))
-        data = np.asarray(image.dataobj).astype(np.float32)
-        zoomed = np.rint(zoom(data, (factor, factor, 1), order=1, grid_mode=True, mode="nearest")).astype(np.int16)
-        affine = image.affine.copy()
-        affine[:3, :2] /= factor
-        # keep the first voxel's outer corner where it was: centre shifts by half the old minus half the new pixel
-        affine[:3, 3] -= affine[:3, :2] @ np.full(2, (factor - 1) / 2.0)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(zoomed, affine), str(out))
-    return out
+    return Path(real_ct_ccta(data_dir, factor).image)
 
 
 def volumes(names: list[str], work: Path) -> list[dict[str, Any]]:

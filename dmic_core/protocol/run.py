@@ -157,7 +157,7 @@ def carry_over_points(old: "ProtocolPlan", new: "ProtocolPlan", work: str | Path
     volumes (segmenter weights, coding setup, x265 build)."""
     if _coding_facts(old) != _coding_facts(new):
         raise ValueError("the plans differ in segmenter, coding or encoder: their points are not comparable")
-    same = {v.name for v in new.volumes} & {v.name for v in old.volumes if v in new.volumes}
+    same = {v.name for v in old.volumes if v in new.volumes}
     source = log_path(old, work)
     if not source.is_file():
         raise FileNotFoundError(f"no point log of the old plan at {source}")
