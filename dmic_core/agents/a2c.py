@@ -137,7 +137,7 @@ def _expected_advantage(logp: torch.Tensor, q: torch.Tensor, episode: torch.Tens
     return (torch.where(valid, logp.exp(), torch.zeros_like(logp)) * adv).sum(-1)
 
 
-def _best_response_loss(logp: torch.Tensor, q: torch.Tensor, smoothing: float) -> torch.Tensor:
+def best_response_loss(logp: torch.Tensor, q: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Cross-entropy of the policy to the best valid action of each state (ties: the first),
     ``smoothing`` of the target spread evenly over the valid actions."""
     valid = torch.isfinite(logp)
@@ -270,8 +270,8 @@ class A2CTrainer:
                 cl.cache.ctu_action_values(int(q), off_j, float(l), self.space.offsets).reshape(-1, len(self.space.offsets))
                 for cl, q, off_j, l in zip(clips, qp_is, per_clip_offsets, lam)]), dtype=torch.float32)[sel]
         if c.advantage == "greedy":
-            pg_f = _best_response_loss(f_logp_all, f_q, c.greedy_smoothing).mean()
-            pg_c = _best_response_loss(lp_all, c_q, c.greedy_smoothing).mean()
+            pg_f = best_response_loss(f_logp_all, f_q, c.greedy_smoothing).mean()
+            pg_c = best_response_loss(lp_all, c_q, c.greedy_smoothing).mean()
         elif c.advantage == "all_actions":
             pg_f = -_expected_advantage(f_logp_all, f_q).mean()
             ep = torch.as_tensor(np.repeat(np.arange(b), [o.size for o in per_clip_offsets]))[sel]

@@ -10,9 +10,10 @@ CTU agent's own offsets for it) costs 24 encodes of a clip: it can learn from th
 encoder itself instead of the surrogate. The CTU agent is left as it is.
 
 :func:`real_frame_table` codes the table; :func:`tune_frame_agent` moves the frame agent towards
-each table's best QP_I (the ``greedy`` update of :mod:`dmic_core.agents.a2c`, with the real table
-as the action values) and keeps the iteration with the best real reward on validation tables among
-those that behave (:mod:`dmic_core.agents.behaviour`).
+each table's best QP_I (the ``greedy`` update of :mod:`dmic_core.agents.a2c`,
+:func:`~dmic_core.agents.a2c.best_response_loss`, with the real table as the action values) and
+keeps the iteration with the best real reward on validation tables among those that behave
+(:mod:`dmic_core.agents.behaviour`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from dmic_core.agents.a2c import best_response_loss
 from dmic_core.agents.behaviour import lambda0_is_coarsest, mean_qp_rises
 from dmic_core.agents.dmic import DMICAgents
 from dmic_core.agents.env import RealEnv
@@ -193,11 +195,10 @@ def tune_frame_agent(agents: DMICAgents, train: Sequence[FrameClip], val: Sequen
         agents.frame.train()
         lam = _draw_lambdas(rng, len(train) * cfg.lambdas_per_clip, cfg).reshape(len(train), -1)
         planes = torch.cat([c.planes[None].expand(cfg.lambdas_per_clip, *c.planes.shape) for c in train])
-        targets = torch.tensor([c.table.best_action(v, cfg.monotone) for c, row in zip(train, lam) for v in row])
+        q = torch.as_tensor(np.stack([c.table.rewards(v, cfg.monotone) for c, row in zip(train, lam) for v in row]),
+                            dtype=torch.float32)
         logits, _ = agents.frame(planes, lambda_context(lam.reshape(-1)))
-        target = torch.full_like(logits, cfg.smoothing / logits.shape[-1])
-        target[torch.arange(len(targets)), targets] += 1.0 - cfg.smoothing
-        loss = -(target * torch.log_softmax(logits, -1)).sum(-1).mean()
+        loss = best_response_loss(torch.log_softmax(logits, -1), q, cfg.smoothing).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
