@@ -39,8 +39,7 @@ def clip_outcomes(seed: int, data: Path, agents_path: str, qp_is=QP_IS, decide_l
     """Bits and mIoU (against the label and against the original's segmentation) of one validation
     phantom's heart slab at each forced QP_I, with the agents' CTU offsets for it."""
     from dmic_core.agents.dmic import DMICAgents
-    from dmic_core.agents.env import RATE_REFERENCE_QP_I
-    from dmic_core.codecs.qp import dmic_frame_qps
+    from dmic_core.agents.env import RealEnv
     from dmic_core.io import load_label, load_volume
     from dmic_core.metrics.task import segmentation_scores
     from dmic_core.pipeline import TASK_CODING, code_volume
@@ -51,15 +50,14 @@ def clip_outcomes(seed: int, data: Path, agents_path: str, qp_is=QP_IS, decide_l
     volume = load_volume(vol_spec.image)
     label = load_label(vol_spec.label, like=volume) > 0
     a, b = vol_spec.slices
-    clip, label = volume.slab(a, b), label[a:b]
     segmenter = load_segmenter("builtin")
+    # the environment the agents train in: its mask (the original's segmentation) and its reference rate
+    env = RealEnv(volume.slab(a, b), segmenter, label[a:b])
+    clip, original = env.volume, env.mask > 0
     agents = DMICAgents.load(agents_path)
-    original = segmenter.segment(clip) > 0
-    references = {"label": label, "segmentation": original}
+    references = {"label": label[a:b], "segmentation": original}
     ceiling = {k: segmentation_scores(original, ref)["miou"] for k, ref in references.items()}
-    n = clip.n_frames
-    bits_ref = float(code_volume(clip, frame_qps=dmic_frame_qps(RATE_REFERENCE_QP_I, n),
-                                 setup=TASK_CODING).encode.total_bits)
+    bits_ref = env.bits_ref
     rows = []
     for qp_i in qp_is:
         decision = agents.decide(clip.hu, original.astype(np.uint8), decide_lambda, qp_i=qp_i)

@@ -55,16 +55,15 @@ def table_for(seed: int, data: Path, agents_path: str, work: Path):
     return table
 
 
-def frame_clip(seed: int, data: Path, agents, table):
+def frame_clip(seed: int, data: Path, agents, table, segmenter):
     from dmic_core.agents.frame_tuning import FrameClip
     from dmic_core.io import load_volume
     from dmic_core.protocol.volumes import phantom_volume
-    from dmic_core.segmentation import load_segmenter
 
     spec = phantom_volume(seed, data)
     a, b = spec.slices
     clip = load_volume(spec.image).slab(a, b)
-    mask = load_segmenter("builtin").segment(clip)   # the mask RealEnv gave the agents for the table
+    mask = segmenter.segment(clip)   # the mask RealEnv gave the agents for the table
     return FrameClip.from_volume(clip.hu, agents.region(mask), table)
 
 
@@ -105,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tables = [table_for(s, args.data, args.source, args.work) for s in seeds]
     coded = time.perf_counter() - start
-    agents = DMICAgents.load(args.source)
-    clips = [frame_clip(s, args.data, agents, t) for s, t in zip(seeds, tables)]
+    from dmic_core.segmentation import load_segmenter
+
+    agents, segmenter = DMICAgents.load(args.source), load_segmenter("builtin")
+    clips = [frame_clip(s, args.data, agents, t, segmenter) for s, t in zip(seeds, tables)]
     train, val = clips[:len(train_seeds)], clips[len(train_seeds):]
     cfg = FrameTuneConfig(iterations=args.iterations, strategy=args.strategy)
 
