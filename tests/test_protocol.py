@@ -17,6 +17,7 @@ from dmic_core.agents.spaces import PAPER
 from dmic_core.protocol.methods import (ORACLE_BG, ORACLE_EXTENDED_BG, ORACLE_FG, TWO_LEVEL_BG, TWO_LEVEL_EXT_BG,
                                        decide_two_level, decide_two_level_ext)
 from dmic_core.protocol.report import write_report
+from dmic_core.errors import DmicInputError
 from dmic_core.protocol.summary import with_extended_oracle, with_label_twin
 from dmic_core.protocol.methods import ON_LABEL, TWO_LEVEL_ON_LABEL
 from dmic_core.protocol.run import (AGENTS_ON_LABEL, ProtocolPlan, _agents_sha, current_rows, run_protocol,
@@ -110,6 +111,19 @@ def test_report_tables_bd_per_volume_and_oracle_share(tiny):
     rebuilt = write_report(list(log), plan, folder / "out2", wall_seconds=None, command="dmic evaluate --report-only")
     assert "no point coded by this command" in rebuilt["markdown"].read_text()
     assert json.loads(rebuilt["json"].read_text())["wall_seconds"] is None
+
+
+def test_report_without_anchor_points_is_a_clear_error(tiny):
+    """A log of another fingerprint (segmenter, slab, encoder) gives no rows: a one-line error, not a
+    pandas KeyError from deep inside the summary."""
+    plan, log, folder = tiny
+    with pytest.raises(DmicInputError, match="no hevc point"):
+        write_report([], plan, folder / "empty", wall_seconds=None, command="dmic evaluate --report-only")
+    without_anchor = [r for r in log if r["curve"] != "hevc"]
+    assert without_anchor
+    with pytest.raises(DmicInputError, match=f"{len(without_anchor)} points in all"):
+        write_report(without_anchor, plan, folder / "no_anchor", wall_seconds=None, command="(test)")
+    assert not (folder / "empty").exists()
 
 
 def test_extended_oracle_curve_includes_the_paper_oracle_points():

@@ -77,7 +77,12 @@ def run(args) -> int:
             from dmic_core.protocol.run import log_path, row_key
             from dmic_core.runs import PointLog
 
-            return current_rows(PointLog(log_path(plan, args.work), row_key), plan)
+            path = log_path(plan, args.work)
+            rows = current_rows(PointLog(path, row_key), plan)
+            if not rows:  # another segmenter, slab or encoder than the log's (its fingerprint)
+                raise DmicInputError(f"--report-only: no point of these volumes and models in {path}; "
+                                     "run `dmic evaluate` without --report-only first")
+            return rows
         return current_rows(run_protocol(plan, args.work, workers=args.workers), plan)
 
     rows = rows_of(plan)

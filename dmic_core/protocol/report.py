@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 
 from dmic_core.defaults import MIN_BD_OVERLAP, repo_relative
+from dmic_core.errors import DmicInputError
+from dmic_core.methods.registry import ANCHOR
 from dmic_core.protocol.methods import ON_LABEL, ORACLE, ORACLE_EXTENDED, TWO_LEVEL_BG, TWO_LEVEL_ON_LABEL
 from dmic_core.protocol.run import QP_I_METHODS, QP_METHODS, ProtocolPlan
 from dmic_core.protocol.slabs import slab_name
@@ -42,7 +44,13 @@ def write_report(rows: list[dict[str, Any]], plan: ProtocolPlan, out: str | Path
     ``wall_seconds``: the time of the run that coded the last points; ``None`` for a report
     rebuilt from the log alone (``--report-only``), which says so instead of a time.
     ``slabs``: the moved slabs (offset -> volume -> slices) whose points ``rows`` pools, if any.
+
+    Raises:
+        DmicInputError: ``rows`` holds no point of ``plan``'s anchor (nothing to measure against).
     """
+    if not any(r.get("curve") == ANCHOR for r in rows):
+        raise DmicInputError(f"no {ANCHOR} point of this plan's volumes to report on "
+                             f"({len(rows)} points in all): run the protocol before a report")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     points = pd.DataFrame(rows)
