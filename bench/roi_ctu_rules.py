@@ -16,10 +16,16 @@ and ``components:N+dilate:R`` (then grown by ``R`` pixels in-plane), each on the
 checkpoint applies it to the clip it is given (``+ends``: components touching the first or last
 frame are kept, :func:`~dmic_core.maps.drop_small_components`).
 
+With ``--flip`` it counts instead the plain mask and the masks of flip-averaged probabilities
+(:mod:`dmic_core.segmentation.flips`): ``flip:T`` (the scan and its left-right mirror image) and
+``flip2:T`` (and its anterior-posterior one), thresholded at ``T``. ``bench/roi_rule_real_ct.py
+--flip`` measures what the same masks keep of the real CT's.
+
 Usage::
 
     python bench/roi_ctu_rules.py --data work_dirs/agents_train/phantoms \\
         --seeds 6003,6021,6019,6004,6010,6011,6027,6002,6026,6006,6016,6023
+    python bench/roi_ctu_rules.py --flip --out bench/results/roi_ctu_rules_flip.json --data ... --seeds ...
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ COMPONENTS = (50, 100, 200, 500, 1000, 2000)
 GATES = (0.8, 0.9, 0.95, 0.99)
 DILATIONS = (2, 4, 8)
 SLAB_COMPONENTS = (200, 500, 1000)
+#: thresholds of the flip-averaged probabilities (``--flip``)
+FLIP_THRESHOLDS = (0.5, 0.7)
+#: ``--flip`` rule name -> in-plane axes mirrored (:func:`~dmic_core.segmentation.flips.flip_averaged_probabilities`)
+FLIP_AXES = {"flip": (2,), "flip2": (1, 2)}
 
 
 def rule_masks(mask: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
@@ -52,6 +62,18 @@ def rule_masks(mask: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndar
     for n in (200, 500):  # after every gate rule: the table's order
         for r in DILATIONS:
             out[f"components:{n}+dilate:{r}"] = dilate(out[f"components:{n}"], r)
+    return out
+
+
+def flip_masks(segmenter, volume) -> dict[str, np.ndarray]:
+    """Masks of the flip-averaged probabilities, every ``FLIP_AXES`` x ``FLIP_THRESHOLDS``."""
+    from dmic_core.segmentation.flips import flip_averaged_probabilities
+
+    out = {}
+    for name, axes in FLIP_AXES.items():
+        averaged = flip_averaged_probabilities(segmenter, volume, axes)
+        for t in FLIP_THRESHOLDS:
+            out[f"{name}:{t:g}"] = (averaged >= t).astype(np.uint8)
     return out
 
 
@@ -77,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with phantom-<seed>.img/.label.nii.gz")
     parser.add_argument("--seeds", required=True, type=validation_seeds, help="comma list of validation phantom seeds")
+    parser.add_argument("--flip", action="store_true",
+                        help="count the plain mask and the flip-averaged masks instead of the other rules")
     parser.add_argument("--out", type=Path, default=RESULTS / "roi_ctu_rules.json")
     args = parser.parse_args(argv)
 
@@ -93,11 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         vol = phantom_volume(seed, args.data)
         volume = load_volume(vol.image)
         label = load_label(vol.label, like=volume) > 0
-        probabilities = segmenter.probabilities(volume)
-        masks = rule_masks(segmenter.segment(volume), probabilities)
         slabs = [slice(*moved_slab(vol.slices, offset, volume.n_frames)) for offset in (0, *SLAB_OFFSETS)]
+        if args.flip:
+            masks = {"plain": segmenter.segment(volume), **flip_masks(segmenter, volume)}
+        else:
+            masks = rule_masks(segmenter.segment(volume), segmenter.probabilities(volume))
         plain = masks["plain"]
-        for n in SLAB_COMPONENTS:
+        for n in () if args.flip else SLAB_COMPONENTS:
             # the rule on each slab's own mask, as an agents checkpoint applies it to the clip it is given
             masks[f"components:{n}+ends"] = drop_small_components(plain, n, keep_ends=True)
             masks[f"slab components:{n}"] = [drop_small_components(plain[s], n) for s in slabs]
