@@ -450,3 +450,35 @@ def test_points_carry_over_only_for_volumes_a_changed_plan_codes_the_same_way(ti
     assert carry_over_points(old, moved, work) == 0
     with pytest.raises(ValueError, match="segmenter"):
         carry_over_points(old, replace(moved, segmenter="builtin-lite"), work)
+
+
+def test_a_report_folder_s_log_copies_restore_only_into_the_log_of_their_fingerprint(tiny, tmp_path):
+    """What a report folder keeps (a copy of every log it used, keyed by fingerprint) puts the same rows
+    back into an empty working folder, adds nothing on a second restore, never fills the log of another
+    fingerprint, and a folder without copies is a clear error naming it."""
+    from dataclasses import replace
+
+    from dmic_core.protocol.archive import MANIFEST, archive_point_logs, restore_point_logs
+    from dmic_core.protocol.run import fingerprint, log_path, row_key
+    from dmic_core.runs import PointLog
+
+    plan, log, folder = tiny
+    report = tmp_path / "report"
+    other_slab = (0, 6) if tuple(plan.volumes[0].slices) != (0, 6) else (1, 7)
+    moved = replace(plan, volumes=[replace(plan.volumes[0], slices=other_slab)])
+    assert fingerprint(moved) != fingerprint(plan)
+    logs = {"": (fingerprint(plan), log.path), "+33": (fingerprint(moved), tmp_path / "never-run.jsonl")}
+    assert archive_point_logs(report, logs) == {"points.jsonl": len(log)}  # a log not yet written is skipped
+    assert json.loads((report / MANIFEST).read_text()) == {"points.jsonl": {"fingerprint": fingerprint(plan),
+                                                                             "rows": len(log)}}
+    work = tmp_path / "fresh"
+    targets = {fingerprint(plan): log_path(plan, work), fingerprint(moved): log_path(moved, work)}
+    assert restore_point_logs(report, targets) == {"points.jsonl": len(log)}
+    restored = PointLog(log_path(plan, work), row_key)
+    assert {row_key(r): r for r in restored} == {row_key(r): r for r in log}
+    assert not log_path(moved, work).exists()
+    assert restore_point_logs(report, targets) == {"points.jsonl": 0}
+    with pytest.raises(DmicInputError, match="another segmenter"):
+        restore_point_logs(report, {fingerprint(moved): log_path(moved, work)})
+    with pytest.raises(DmicInputError, match=str(folder.name)):
+        restore_point_logs(folder, targets)

@@ -4,7 +4,9 @@ With ``--slabs`` every labelled volume's curves pool three slabs (:mod:`dmic_cor
 
 Resumable (points in ``WORK/<fingerprint>/points.jsonl``, one log per segmenter, coding setup and
 x265 build): run it again to finish an interrupted run, or with
-``--report-only`` to rebuild the tables from what is done.
+``--report-only`` to rebuild the tables from what is done. Every run copies the logs it used next to
+the report (:mod:`dmic_core.protocol.archive`); ``--restore-from`` puts a committed report's copies
+back into the working logs, so a fresh clone can resume or rebuild it.
 """
 
 from __future__ import annotations
@@ -44,14 +46,19 @@ def register(subparsers) -> None:
                         "above it (bits summed, mIoU averaged; about a third of one slab's noise, three times "
                         "the points); the real CT keeps its one slab")
     p.add_argument("--report-only", action="store_true", help="no new points: tables from what is done")
+    p.add_argument("--restore-from", type=Path, default=None, metavar="FOLDER",
+                   help="first add to the point logs the rows of FOLDER's copies (a report folder written by "
+                        "dmic evaluate) that have this run's fingerprints")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from dmic_core.datasets.seeds import role_of
     from dmic_core.errors import DmicInputError
+    from dmic_core.protocol.archive import archive_point_logs
     from dmic_core.protocol.report import write_report
-    from dmic_core.protocol.run import ALL_METHODS, ProtocolPlan, agents_curve, current_rows, run_protocol, shipped_agents
+    from dmic_core.protocol.run import (ALL_METHODS, ProtocolPlan, agents_curve, current_rows, fingerprint, log_path,
+                                       row_key, run_protocol, shipped_agents)
     from dmic_core.protocol.volumes import evaluation_volumes
 
     bad = [s for s in args.seeds if role_of(s) is None or role_of(s).role != "evaluation"]
@@ -72,9 +79,21 @@ def run(args) -> int:
     except ValueError as exc:
         raise DmicInputError(str(exc)) from None
 
+    moved = {}
+    if args.slabs:
+        from dmic_core.protocol.slabs import pooled_protocol_rows, slab_plans
+
+        moved = slab_plans(plan, args.work)
+    plans = {"": plan, **moved}
+    if args.restore_from is not None:
+        from dmic_core.protocol.archive import restore_point_logs
+
+        added = restore_point_logs(args.restore_from, {fingerprint(p): log_path(p, args.work) for p in plans.values()})
+        print(f"[evaluate] restored from {args.restore_from}: "
+              + ", ".join(f"{n} +{k} rows" for n, k in added.items()), file=sys.stderr, flush=True)
+
     def rows_of(plan: ProtocolPlan) -> list[dict]:
         if args.report_only:
-            from dmic_core.protocol.run import log_path, row_key
             from dmic_core.runs import PointLog
 
             path = log_path(plan, args.work)
@@ -87,10 +106,7 @@ def run(args) -> int:
 
     rows = rows_of(plan)
     slabs = None
-    if args.slabs:
-        from dmic_core.protocol.slabs import pooled_protocol_rows, slab_plans
-
-        moved = slab_plans(plan, args.work)
+    if moved:
         rows = pooled_protocol_rows(rows, {k: rows_of(p) for k, p in moved.items()})
         slabs = {k: {v.name: list(v.slices) for v in p.volumes} for k, p in moved.items()}
     out = args.out or Path("docs/results/evaluation_slabs" if args.slabs else "docs/results/evaluation")
@@ -98,5 +114,6 @@ def run(args) -> int:
     command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
     paths = write_report(rows, plan, out, command=command, slabs=slabs,
                          wall_seconds=None if args.report_only else time.perf_counter() - start)
-    print_json({"points": len(rows), **{k: str(v) for k, v in paths.items()}})
+    archived = archive_point_logs(out, {label: (fingerprint(p), log_path(p, args.work)) for label, p in plans.items()})
+    print_json({"points_reported": len(rows), **{k: str(v) for k, v in paths.items()}, "point_logs": archived})
     return 0
