@@ -55,7 +55,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from dmic_core.datasets.seeds import role_of
     from dmic_core.errors import DmicInputError
-    from dmic_core.protocol.archive import archive_point_logs
+    from dmic_core.protocol.archive import archive_point_logs, restore_point_logs
     from dmic_core.protocol.report import write_report
     from dmic_core.protocol.run import (ALL_METHODS, ProtocolPlan, agents_curve, current_rows, fingerprint, log_path,
                                        row_key, run_protocol, shipped_agents)
@@ -84,11 +84,10 @@ def run(args) -> int:
         from dmic_core.protocol.slabs import pooled_protocol_rows, slab_plans
 
         moved = slab_plans(plan, args.work)
-    plans = {"": plan, **moved}
+    # label ("" or a slab offset) -> (fingerprint, log path): hashing the weights once per plan
+    logs = {label: (fingerprint(p), log_path(p, args.work)) for label, p in {"": plan, **moved}.items()}
     if args.restore_from is not None:
-        from dmic_core.protocol.archive import restore_point_logs
-
-        added = restore_point_logs(args.restore_from, {fingerprint(p): log_path(p, args.work) for p in plans.values()})
+        added = restore_point_logs(args.restore_from, dict(logs.values()))
         print(f"[evaluate] restored from {args.restore_from}: "
               + ", ".join(f"{n} +{k} rows" for n, k in added.items()), file=sys.stderr, flush=True)
 
@@ -114,6 +113,6 @@ def run(args) -> int:
     command = " ".join(["dmic evaluate", *(shlex.quote(a) for a in after)])
     paths = write_report(rows, plan, out, command=command, slabs=slabs,
                          wall_seconds=None if args.report_only else time.perf_counter() - start)
-    archived = archive_point_logs(out, {label: (fingerprint(p), log_path(p, args.work)) for label, p in plans.items()})
+    archived = archive_point_logs(out, logs)
     print_json({"points_reported": len(rows), **{k: str(v) for k, v in paths.items()}, "point_logs": archived})
     return 0

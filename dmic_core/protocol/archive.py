@@ -42,16 +42,14 @@ def archive_point_logs(out: str | Path, logs: Mapping[str, tuple[str, Path]]) ->
     for label, (fingerprint, path) in logs.items():
         if not Path(path).is_file():
             continue
-        rows = list(PointLog(path, row_key))
+        log = PointLog(path, row_key)
         name = archive_name(label)
-        tmp = out / (name + ".tmp")
-        tmp.write_text("".join(json.dumps(row, default=float) + "\n" for row in rows))
-        tmp.replace(out / name)
+        log.save_as(out / name)
         # one copy per fingerprint: an entry that pointed elsewhere for this log (a hand-written manifest
         # citing another report's copy) gives way to the copy written here
         manifest = {k: v for k, v in manifest.items() if v.get("fingerprint") != fingerprint}
-        manifest[name] = {"fingerprint": fingerprint, "rows": len(rows)}
-        written[name] = len(rows)
+        manifest[name] = {"fingerprint": fingerprint, "rows": len(log)}
+        written[name] = len(log)
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return written
 
@@ -83,12 +81,7 @@ def restore_point_logs(folder: str | Path, targets: Mapping[str, Path]) -> dict[
         source = folder / name
         if not source.is_file():
             raise DmicInputError(f"--restore-from: {MANIFEST} in {folder} names {name}, which is missing")
-        target = PointLog(targets[fingerprint], row_key)
-        added[name] = 0
-        for row in PointLog(source, row_key):
-            if row_key(row) not in target:
-                target.add(row)
-                added[name] += 1
+        added[name] = PointLog(targets[fingerprint], row_key).add_missing(PointLog(source, row_key))
     return added
 
 

@@ -162,12 +162,7 @@ def carry_over_points(old: "ProtocolPlan", new: "ProtocolPlan", work: str | Path
     if not source.is_file():
         raise FileNotFoundError(f"no point log of the old plan at {source}")
     target = PointLog(log_path(new, work), row_key)
-    added = 0
-    for row in PointLog(source, row_key):
-        if row["volume"] in same and row_key(row) not in target:
-            target.add(row)
-            added += 1
-    return added
+    return target.add_missing(row for row in PointLog(source, row_key) if row["volume"] in same)
 
 
 def job_key(volume: str, job: PointJob) -> tuple:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
 
 class PointLog:
@@ -44,4 +44,27 @@ class PointLog:
         self.rows[self.key(row)] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(row, default=float) + "\n")
+            fh.write(_line(row))
+
+    def add_missing(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Append the rows whose key the log lacks (rows it holds are kept) and return how many:
+        merging another log's points without overwriting this one's."""
+        new = [row for row in rows if self.key(row) not in self.rows]
+        for row in new:
+            self.rows[self.key(row)] = row
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.writelines(_line(row) for row in new)
+        return len(new)
+
+    def save_as(self, path: str | Path) -> None:
+        """Write the log's rows, one per key, to ``path`` (replaced whole: written aside, then renamed)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(_line(row) for row in self.rows.values()))
+        tmp.replace(path)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row, default=float) + "\n"
